@@ -1,0 +1,130 @@
+"""Connecting to Redis: the embedded server or ``REDIS_URL``, and the connection state.
+
+The state is logged once per change ("connected" / "not connected: <error>"); in console
+mode the seed's two lines are printed. Callers that lose the server back off and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pipeline.errors import ConfigError, ServerError
+from pipeline.logging import get_logger
+from pipeline.server import Embedded, ensure_embedded
+from pipeline.settings import Settings
+
+CONNECTED_LINE = "Redis client connected to the server"
+NOT_CONNECTED_LINE = "Redis client not connected to the server: {error}"
+
+#: errors that mean "the server is gone for now", as opposed to a bug or a bad command
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+log = get_logger("pipeline.connection")
+
+
+@dataclass
+class Endpoint:
+    """Where the server is. ``embedded`` is set when no URL was given."""
+
+    url: str
+    embedded: Embedded | None = None
+    settings: Settings | None = None
+
+    def revive(self) -> None:
+        """In embedded mode, restart the server if its owner is gone (take over ownership)."""
+        if self.embedded is not None and self.settings is not None:
+            self.embedded = ensure_embedded(self.settings.data_dir, self.settings.appendfsync)
+            self.url = self.embedded.url
+
+
+def resolve(settings: Settings) -> Endpoint:
+    """``REDIS_URL`` wins; otherwise start or reuse the embedded server for ``data_dir``."""
+    if settings.redis_url:
+        url = settings.redis_url
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"REDIS_URL {url!r} must start with redis://, rediss:// or unix://"
+            )
+        return Endpoint(url, None, settings)
+    try:
+        embedded = ensure_embedded(settings.data_dir, settings.appendfsync)
+    except ServerError:
+        raise
+    return Endpoint(embedded.url, embedded, settings)
+
+
+def client(url: str, settings: Settings, **kwargs: object) -> aioredis.Redis:
+    """An asyncio client whose socket timeout always exceeds the BLOCK we use."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=settings.socket_timeout,
+        socket_connect_timeout=min(5.0, settings.socket_timeout),
+        health_check_interval=0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class ConnectionState:
+    """Tracks connected / not connected and reports only changes."""
+
+    echo: TextIO | None = None
+    connected: bool | None = None
+    on_change: list[Callable[[bool], None]] = field(default_factory=list)
+
+    def up(self) -> None:
+        if self.connected is not True:
+            self.connected = True
+            log.info("connected")
+            if self.echo is not None:
+                print(CONNECTED_LINE, file=self.echo, flush=True)
+            for cb in self.on_change:
+                cb(True)
+
+    def down(self, error: BaseException) -> None:
+        if self.connected is not False:
+            self.connected = False
+            text = str(error) or type(error).__name__
+            log.warning("not_connected", error=text)
+            if self.echo is not None:
+                print(NOT_CONNECTED_LINE.format(error=text), file=self.echo, flush=True)
+            for cb in self.on_change:
+                cb(False)
+
+
+class Backoff:
+    """Exponential backoff with full jitter for reconnects: 0.05 s doubling up to ``cap``."""
+
+    def __init__(self, base: float = 0.05, cap: float = 5.0) -> None:
+        self.base, self.cap, self.tries = base, cap, 0
+
+    def reset(self) -> None:
+        self.tries = 0
+
+    async def sleep(self) -> None:
+        delay = min(self.cap, self.base * (2 ** min(self.tries, 16)))
+        self.tries += 1
+        await asyncio.sleep(random.uniform(delay / 2, delay))
+
+
+def console_echo(settings: Settings) -> TextIO | None:
+    """Where to print the seed's connection lines: stderr when it is a terminal."""
+    if settings.log_format == "console" or (
+        settings.log_format == "auto" and sys.stderr.isatty()
+    ):
+        return sys.stderr
+    return None

@@ -1,0 +1,52 @@
+-- Shared helpers, prepended to every script that declares "--#include effects".
+--
+-- An effects block in ARGV, starting at index i:  n, then n times: argc, CMD, arg1 .. arg(argc-1)
+-- Only the commands below may appear, and every key must begin with the partition's base
+-- (its hash tag), so all effects land in the same slot as the script's declared keys.
+local ALLOWED = {
+  HSET = true, HDEL = true, HINCRBY = true, XADD = true, PUBLISH = true, ZADD = true,
+  ZREM = true, SADD = true, SREM = true, INCRBY = true, SET = true, DEL = true,
+  EXPIRE = true, PEXPIRE = true,
+}
+
+-- First pass: validate a block, return the index after it (raises on a bad block, before any write).
+local function check_effects(argv, i, base)
+  local n = tonumber(argv[i])
+  if n == nil then error('effects: bad count at ' .. i) end
+  i = i + 1
+  for _ = 1, n do
+    local argc = tonumber(argv[i])
+    local cmd = argv[i + 1]
+    if argc == nil or argc < 1 or not ALLOWED[cmd] then
+      error('effects: command not allowed: ' .. tostring(cmd))
+    end
+    if cmd ~= 'PUBLISH' and string.sub(argv[i + 2] or '', 1, #base) ~= base then
+      error('effects: key outside the partition: ' .. tostring(argv[i + 2]))
+    end
+    i = i + 1 + argc
+  end
+  return i
+end
+
+-- Second pass: run a block (already checked), return the index after it.
+local function run_effects(argv, i, run)
+  local n = tonumber(argv[i])
+  i = i + 1
+  for _ = 1, n do
+    local argc = tonumber(argv[i])
+    if run then redis.call(unpack(argv, i + 1, i + argc)) end
+    i = i + 1 + argc
+  end
+  return i
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Is entry `id` pending in `group` and owned by `consumer`? (the fencing check)
+local function owned(stream, group, id, consumer)
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  return #p == 1 and p[1][2] == consumer
+end

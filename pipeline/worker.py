@@ -1,0 +1,563 @@
+"""The consumer-group runtime: read, run handlers concurrently, settle outcomes in batches.
+
+Delivery rules (DESIGN.md), where each lives:
+1. group created with ``XGROUP CREATE .. 0 MKSTREAM`` (only BUSYGROUP tolerated); own pending
+   entries re-read first (``0``), then new ones (``>``)                      -> ``_ensure_group``
+2. ack only after success; ack + state changes + outcome events in one script -> ``settle.lua``
+3. retries via the delayed ZSET by Redis TIME; dead letters with the original -> ``_outcome``
+4. XAUTOCLAIM reclaim, lease heartbeat, fencing on settle                     -> ``_reclaim``
+5. poison entries (delivery count > max_deliveries) dead-lettered unrun      -> ``_process``
+6. entries deleted while pending acked and logged                            -> ``_process``
+7. unique consumer names; consumers forgotten only with nothing pending      -> ``_gc``
+8. graceful shutdown: stop reading, finish in-flight, settle, exit            -> ``run``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import secrets
+import socket
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from pipeline.agent import Agent, Context
+from pipeline.codec import Envelope, decode
+from pipeline.connection import CONNECTION_ERRORS, Backoff, ConnectionState, Endpoint
+from pipeline.effects import Effects
+from pipeline.errors import DecodeError, Fail, Retry
+from pipeline.keys import Keys
+from pipeline.logging import get_logger
+from pipeline.scripts import Scripts
+from pipeline.settings import Settings
+
+log = get_logger("pipeline.worker")
+
+
+def consumer_name() -> str:
+    """Unique per process and start: host-pid-random."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def backoff_ms(attempt: int, base_ms: int, max_ms: int) -> int:
+    """Exponential backoff with equal jitter: half fixed, half random."""
+    ceiling = min(max_ms, base_ms * (2 ** min(attempt - 1, 30)))
+    return ceiling // 2 + random.randint(0, ceiling - ceiling // 2)
+
+
+@dataclass(slots=True)
+class Held:
+    """An entry this consumer owns and has not settled yet."""
+
+    entry_id: str
+    fields: dict[bytes, bytes] | None
+    deliveries: int
+    since: float = field(default_factory=time.monotonic)
+    lost: bool = False
+
+
+@dataclass
+class Stats:
+    read: int = 0
+    acked: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost: int = 0
+    deleted: int = 0
+    reclaimed: int = 0
+
+
+class Worker:
+    """Runs one agent over one partition of its topic until ``stop()``."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        redis: aioredis.Redis,
+        settings: Settings,
+        *,
+        consumer: str | None = None,
+        partition: int = 0,
+        endpoint: Endpoint | None = None,
+        state: ConnectionState | None = None,
+    ) -> None:
+        self.agent = agent
+        self.redis = redis
+        self.settings = settings
+        self.consumer = consumer or consumer_name()
+        self.keys = Keys(agent.topic, partition)
+        self.group = agent.group
+        self.endpoint = endpoint
+        self.state = state or ConnectionState()
+        self.scripts = Scripts(redis)
+        self.concurrency = agent.concurrency or settings.concurrency
+        self.prefetch = settings.effective_prefetch
+        if settings.prefetch is None and agent.concurrency:
+            self.prefetch = max(1, min(settings.batch_size, agent.concurrency * 2))
+        self.stats = Stats()
+        self.log = log.bind(agent=agent.name, consumer=self.consumer, stream=self.keys.stream)
+
+        self._held: dict[str, Held] = {}
+        self._queue: deque[Held] = deque()
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._settle_wake = asyncio.Event()
+        self._outcomes: list[list[Any]] = []
+        self._settling: set[str] = set()
+        self._live: list[Effects] = []
+        self._running = 0
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Graceful stop: no new reads; in-flight entries finish, settle, then ``run`` returns."""
+        self._stopping.set()
+        self._work.set()
+        self._room.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> Stats:
+        """Run until ``stop()``; returns the counts of what was handled."""
+        await self._with_reconnect(self._ensure_group)
+        if self.agent.setup is not None:
+            await self.agent.setup(self.redis)
+        await self._with_reconnect(self._read_own_pending)
+        self.ready.set()
+        self.log.info("worker_started", group=self.group, concurrency=self.concurrency)
+        slots = [asyncio.create_task(self._slot()) for _ in range(self.concurrency)]
+        settler = asyncio.create_task(self._settler())
+        background = [
+            asyncio.create_task(self._reader()),
+            asyncio.create_task(self._every(self.settings.lease_ms / 3000, self._heartbeat)),
+            asyncio.create_task(self._every(self._reclaim_interval(), self._reclaim)),
+            asyncio.create_task(self._promoter()),
+            asyncio.create_task(self._every(60.0, self._gc)),
+        ]
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        watched = [stop_wait, settler, *background, *slots]
+        try:
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and not task.cancelled() and task.exception():
+                    self.log.error("worker_crashed", error=repr(task.exception()))
+                    raise task.exception()  # type: ignore[misc]
+            await self._drain(slots)
+        finally:
+            stop_wait.cancel()
+            for task in background:
+                task.cancel()
+            for task in slots:
+                task.cancel()
+            self._settle_wake.set()
+            self._stopped.set()
+            await asyncio.gather(*background, *slots, return_exceptions=True)
+            await asyncio.gather(settler, return_exceptions=True)
+            await self._forget_self()
+            self.log.info("worker_stopped", **vars(self.stats))
+        return self.stats
+
+    async def _drain(self, slots: list[asyncio.Task[None]]) -> None:
+        """Finish what is held (queued and running) within the shutdown deadline."""
+        deadline = time.monotonic() + self.settings.shutdown_deadline_s
+        while (self._queue or self._running) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if self._queue or self._running:
+            self.log.warning("shutdown_deadline_passed", unfinished=len(self._held))
+        while self._outcomes and time.monotonic() < deadline + 5:
+            self._settle_wake.set()
+            await asyncio.sleep(0.005)
+
+    def _reclaim_interval(self) -> float:
+        return max(0.05, self.settings.lease_ms / 4000)
+
+    async def _every(self, seconds: float, step: Any) -> None:
+        while not self.stopping:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except CONNECTION_ERRORS as exc:
+                self.state.down(exc)
+            except ResponseError as exc:
+                self.log.warning("maintenance_error", step=step.__name__, error=str(exc))
+
+    async def _with_reconnect(self, step: Any) -> Any:
+        """Run ``step`` until it succeeds, backing off while the server is away."""
+        backoff = Backoff()
+        while True:
+            try:
+                result = await step()
+            except CONNECTION_ERRORS as exc:
+                self.state.down(exc)
+                if self.stopping and step is not self._settle_once:
+                    return None
+                await backoff.sleep()
+                if self.endpoint is not None:
+                    try:
+                        await asyncio.to_thread(self.endpoint.revive)
+                    except Exception as revive_exc:  # noqa: BLE001 - keep trying
+                        self.log.debug("revive_failed", error=str(revive_exc))
+                continue
+            self.state.up()
+            return result
+
+    # ------------------------------------------------------------------ reading
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read_own_pending(self) -> None:
+        """Entries this consumer name already owns (a restart that kept its name)."""
+        start = "0"
+        while True:
+            reply = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.keys.stream: start}, count=self.settings.batch_size
+            )
+            entries = reply[0][1] if reply else []
+            if not entries:
+                return
+            await self._take(entries, counted=False)
+            start = _text(entries[-1][0])
+
+    async def _reader(self) -> None:
+        backoff = Backoff()
+        block = self.settings.effective_block_ms
+        while not self.stopping:
+            room = self.prefetch - len(self._held)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                reply = await self.redis.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {self.keys.stream: ">"},
+                    count=min(room, self.settings.batch_size),
+                    block=block,
+                )
+            except CONNECTION_ERRORS as exc:
+                self.state.down(exc)
+                await backoff.sleep()
+                if self.endpoint is not None:
+                    try:
+                        await asyncio.to_thread(self.endpoint.revive)
+                    except Exception as revive_exc:  # noqa: BLE001 - keep trying
+                        self.log.debug("revive_failed", error=str(revive_exc))
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    self.log.warning("group_missing_recreating", error=str(exc))
+                    await self._with_reconnect(self._ensure_group)
+                    continue
+                raise
+            backoff.reset()
+            self.state.up()
+            if reply:
+                await self._take(reply[0][1], counted=True)
+
+    async def _take(self, entries: list[Any], *, counted: bool, deliveries: dict[str, int] | None
+                    = None) -> None:
+        """Hold entries and queue them for the slots. ``counted``: read with '>' (1 delivery)."""
+        if not counted and deliveries is None:
+            deliveries = await self._deliveries([_text(e[0]) for e in entries])
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            if entry_id in self._held:
+                continue
+            n = 1 if counted else (deliveries or {}).get(entry_id, 1)
+            held = Held(entry_id, fields or None, n)
+            self._held[entry_id] = held
+            self._queue.append(held)
+        self.stats.read += len(entries)
+        self._work.set()
+
+    async def _deliveries(self, ids: list[str]) -> dict[str, int]:
+        """Delivery counts (XPENDING times-delivered) of entries this consumer owns."""
+        if not ids:
+            return {}
+        ordered = sorted(ids, key=_id_key)
+        rows = await self.redis.xpending_range(
+            self.keys.stream, self.group, min=ordered[0], max=ordered[-1],
+            count=len(ids) + len(self._held) + 100, consumername=self.consumer,
+        )
+        return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    # ------------------------------------------------------------------ running
+
+    async def _slot(self) -> None:
+        while True:
+            if not self._queue:
+                self._work.clear()
+                await self._work.wait()
+                if self.stopping and not self._queue:
+                    return
+                continue
+            held = self._queue.popleft()
+            self._running += 1
+            try:
+                outcome = await self._process(held)
+            finally:
+                self._running -= 1
+            self._outcomes.append(outcome)
+            if len(self._outcomes) >= self.settings.batch_size or not self._queue:
+                self._settle_wake.set()
+
+    async def _process(self, held: Held) -> list[Any]:
+        """Run one entry and turn what happened into its settle arguments."""
+        if held.fields is None:
+            self.stats.deleted += 1
+            self.log.warning("entry_deleted_while_pending", entry_id=held.entry_id)
+            out: list[Any] = [held.entry_id, "x"]
+            Effects().encode(out)
+            return out
+        env: Envelope | None = None
+        try:
+            env = decode(held.fields)
+        except DecodeError as exc:
+            return self._dead(held, None, "decode_error", exc.reason, "")
+        if held.deliveries > self.settings.max_deliveries:
+            return self._dead(
+                held, env, "max_deliveries",
+                f"delivered {held.deliveries} times (max_deliveries={self.settings.max_deliveries})"
+                "; not run again",
+                "",
+            )
+        ctx = Context(env, held.entry_id, held.deliveries, self.keys, self.redis,
+                      self._live_effect, self.log, self.agent.hooks)
+        try:
+            await self.agent.handler(env.data, ctx)
+        except Fail as exc:
+            return self._dead(held, env, "failed", str(exc), traceback.format_exc())
+        except Retry as exc:
+            return self._retry(held, env, exc.reason, exc.delay_ms, traceback.format_exc())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any handler error is a transient failure
+            text = f"{type(exc).__name__}: {exc}"
+            return self._retry(held, env, text, None, traceback.format_exc())
+        out = [held.entry_id, "a"]
+        effects = ctx.effects
+        if self.agent.hooks is not None:
+            effects.extend(self.agent.hooks.on_success(env, self.keys, env.attempt))
+        effects.encode(out)
+        return out
+
+    def _live_effect(self, effects: Effects) -> None:
+        self._live.append(effects)
+        self._settle_wake.set()
+
+    def _retry(self, held: Held, env: Envelope, error: str, delay_ms: int | None, tb: str
+               ) -> list[Any]:
+        if env.attempt >= self.settings.max_attempts:
+            return self._dead(
+                held, env, "max_attempts",
+                f"{error} (attempt {env.attempt} of {self.settings.max_attempts})", tb,
+            )
+        delay = delay_ms if delay_ms is not None else backoff_ms(
+            env.attempt, self.settings.backoff_base_ms, self.settings.backoff_max_ms
+        )
+        assert held.fields is not None
+        nxt: list[str] = []
+        for k, v in held.fields.items():
+            if k != b"attempt":
+                nxt += (k.decode(), v.decode())
+        nxt += ("attempt", str(env.attempt + 1))
+        out: list[Any] = [held.entry_id, "r", max(0, int(delay)), json.dumps(nxt)]
+        effects = self.agent.hooks.on_retry(env, self.keys, env.attempt, error, delay)
+        (effects or Effects()).encode(out)
+        self.log.info("entry_retry_scheduled", entry_id=held.entry_id, attempt=env.attempt,
+                      delay_ms=delay, error=error)
+        return out
+
+    def _dead(self, held: Held, env: Envelope | None, reason: str, error: str, tb: str
+              ) -> list[Any]:
+        attempt = env.attempt if env is not None else 1
+        fields: list[Any] = [
+            "reason", reason, "error", error, "traceback", tb,
+            "attempts", attempt, "deliveries", held.deliveries,
+            "stream", self.keys.stream, "entry_id", held.entry_id,
+            "group", self.group, "consumer", self.consumer,
+        ]
+        for k, v in (held.fields or {}).items():
+            fields += (b"raw:" + k, v)
+        out: list[Any] = [held.entry_id, "d", len(fields), *fields]
+        effects = self.agent.hooks.on_dead(env, self.keys, attempt, reason, error)
+        (effects or Effects()).encode(out)
+        self.log.warning("entry_dead_lettered", entry_id=held.entry_id, reason=reason, error=error)
+        return out
+
+    # ------------------------------------------------------------------ settling
+
+    async def _settler(self) -> None:
+        flush = self.settings.flush_ms / 1000
+        while True:
+            await self._settle_wake.wait()
+            self._settle_wake.clear()
+            if not self._outcomes and not self._live:
+                if self._stopped.is_set():
+                    return
+                continue
+            if flush and len(self._outcomes) < self.settings.batch_size and self._running:
+                await asyncio.sleep(flush)  # let a few more finish: one round trip for all
+            await self._with_reconnect(self._settle_once)
+            if self._stopped.is_set() and not self._outcomes and not self._live:
+                return
+
+    async def _settle_once(self) -> None:
+        outcomes, live = self._outcomes, self._live
+        if not outcomes and not live:
+            return
+        self._outcomes, self._live = [], []
+        try:
+            lost = await self._send(outcomes, live)
+        except BaseException:
+            # keep them for the next try: a settle is idempotent thanks to the fencing check
+            self._outcomes = outcomes + self._outcomes
+            self._live = live + self._live
+            raise
+        lost_set = {_text(x) for x in lost}
+        counts = {"a": 0, "r": 0, "d": 0, "x": 0}
+        for out in outcomes:
+            held = self._held.pop(out[0], None)
+            if out[0] in lost_set:
+                if held is not None:
+                    held.lost = True
+                continue
+            counts[out[1]] += 1
+        self.stats.acked += counts["a"]
+        self.stats.retried += counts["r"]
+        self.stats.dead += counts["d"]
+        self.stats.lost += len(lost_set)
+        if lost_set:
+            self.log.warning("results_discarded_lease_lost", count=len(lost_set),
+                             entry_ids=sorted(lost_set)[:10])
+        self.log.debug("batch_settled", acked=counts["a"], retried=counts["r"],
+                       dead=counts["d"], deleted=counts["x"], lost=len(lost_set))
+        if len(self._held) < self.prefetch:
+            self._room.set()
+
+    async def _send(self, outcomes: list[list[Any]], live: list[Effects]) -> list[Any]:
+        args: list[Any] = [self.group, self.consumer, self.keys.base]
+        for out in outcomes:
+            args.extend(out)
+        keys = [self.keys.stream, self.keys.delayed, self.keys.dead]
+        if not live:
+            return await self.scripts("settle", keys, args) if outcomes else []
+        pipe = self.redis.pipeline(transaction=False)
+        for effects in live:
+            for cmd in effects.commands:
+                pipe.execute_command(*cmd)
+        if outcomes:
+            await self.scripts.get("settle")(keys=keys, args=args, client=pipe)
+        replies = await pipe.execute()
+        return replies[-1] if outcomes else []
+
+    # ------------------------------------------------------------------ leases
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease of every entry held longer than a third of it."""
+        horizon = time.monotonic() - self.settings.lease_ms / 3000
+        ids = [h.entry_id for h in self._held.values() if h.since <= horizon and not h.lost]
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            lost = await self.scripts("extend", [self.keys.stream],
+                                      [self.group, self.consumer, *chunk])
+            now = time.monotonic()
+            lost_set = {_text(x) for x in lost}
+            for entry_id in chunk:
+                held = self._held.get(entry_id)
+                if held is None:
+                    continue
+                if entry_id in lost_set:
+                    held.lost = True
+                    self.log.warning("lease_lost", entry_id=entry_id)
+                else:
+                    held.since = now
+
+    async def _reclaim(self) -> None:
+        """Claim entries idle longer than the lease from crashed or stuck consumers."""
+        start = "0-0"
+        while not self.stopping:
+            room = self.prefetch - len(self._held)
+            if room <= 0:
+                return
+            reply = await self.redis.execute_command(
+                "XAUTOCLAIM", self.keys.stream, self.group, self.consumer,
+                self.settings.lease_ms, start, "COUNT", min(room, self.settings.batch_size),
+            )
+            start = _text(reply[0])
+            claimed = [e for e in reply[1] if e is not None]
+            deleted = [_text(x) for x in (reply[2] if len(reply) > 2 else [])]
+            if deleted:
+                # deleted while pending: XAUTOCLAIM already dropped them from the PEL
+                self.stats.deleted += len(deleted)
+                self.log.warning("entries_deleted_while_pending", entry_ids=deleted[:10],
+                                 count=len(deleted))
+            if claimed:
+                self.stats.reclaimed += len(claimed)
+                self.log.info("entries_reclaimed", count=len(claimed))
+                await self._take(claimed, counted=False)
+            if start == "0-0":
+                return
+
+    async def _promoter(self) -> None:
+        """Move due retries from the delayed ZSET back to the stream (by the server's clock)."""
+        interval = self.settings.promote_interval_ms / 1000
+        while not self.stopping:
+            try:
+                moved, wait_ms = await self.scripts(
+                    "promote", [self.keys.delayed, self.keys.stream], [1000]
+                )
+            except CONNECTION_ERRORS as exc:
+                self.state.down(exc)
+                await asyncio.sleep(interval)
+                continue
+            if moved >= 1000:
+                continue
+            pause = interval if wait_ms < 0 else min(interval, wait_ms / 1000)
+            await asyncio.sleep(max(0.005, pause))
+
+    async def _gc(self) -> None:
+        """Forget consumers idle for long with nothing pending (never one that owns entries)."""
+        consumers = await self.redis.xinfo_consumers(self.keys.stream, self.group)
+        for c in consumers:
+            name = _text(c["name"])
+            if name == self.consumer or int(c["pending"]) > 0:
+                continue
+            if int(c["idle"]) >= self.settings.consumer_gc_idle_ms:
+                await self.scripts("forget_consumer", [self.keys.stream], [self.group, name])
+        if self.agent.trim_keep is not None:
+            await self.scripts("trim", [self.keys.stream], [self.agent.trim_keep])
+
+    async def _forget_self(self) -> None:
+        try:
+            await self.scripts("forget_consumer", [self.keys.stream], [self.group, self.consumer])
+        except (*CONNECTION_ERRORS, ResponseError):
+            pass
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

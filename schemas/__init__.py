@@ -1,0 +1,30 @@
+"""Event models (pydantic v2), no I/O. ``Event`` is the union of every registered type."""
+
+from schemas.base import REGISTRY, EventModel, lookup, register
+from schemas.jobs import (
+    LIFECYCLE,
+    JobCompleted,
+    JobCreated,
+    JobDeadLettered,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+    JobRetried,
+    PushNotification,
+)
+
+__all__ = [
+    "LIFECYCLE",
+    "REGISTRY",
+    "EventModel",
+    "JobCompleted",
+    "JobCreated",
+    "JobDeadLettered",
+    "JobFailed",
+    "JobProgress",
+    "JobRequested",
+    "JobRetried",
+    "PushNotification",
+    "lookup",
+    "register",
+]
