@@ -345,7 +345,7 @@ class Worker:
         try:
             await self.agent.handler(env.data, ctx)
         except Fail as exc:
-            return self._dead(held, env, "failed", str(exc), traceback.format_exc())
+            return self._dead(held, env, "permanent_failure", str(exc), traceback.format_exc())
         except Retry as exc:
             return self._retry(held, env, exc.reason, exc.delay_ms, traceback.format_exc())
         except asyncio.CancelledError:

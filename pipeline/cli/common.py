@@ -1,0 +1,102 @@
+"""What every command shares: settings from the environment plus global options, a client,
+and turning library errors into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import typer
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from pipeline import logging as plog
+from pipeline.connection import CONNECTION_ERRORS, Endpoint, client, resolve
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.settings import Settings
+
+T = TypeVar("T")
+
+
+class Options:
+    """Global options given before the command."""
+
+    def __init__(self) -> None:
+        self.overrides: dict[str, Any] = {}
+
+
+def settings(ctx: typer.Context, **more: Any) -> Settings:
+    """Settings from ``PIPELINE_*`` / ``REDIS_URL``, then global options, then ``more``."""
+    opts: Options = ctx.find_root().obj or Options()
+    values = {**opts.overrides, **{k: v for k, v in more.items() if v is not None}}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
+
+
+def setup_logging(s: Settings) -> None:
+    plog.configure(s.log_format, s.log_level)
+
+
+async def connect(s: Settings) -> tuple[Endpoint, aioredis.Redis]:
+    """Resolve the server (embedded unless REDIS_URL) and check it answers."""
+    endpoint = await asyncio.to_thread(resolve, s)
+    redis = client(endpoint.url, s)
+    try:
+        await redis.ping()
+    except CONNECTION_ERRORS as exc:
+        await redis.aclose()
+        raise ConfigError(f"cannot reach Redis at {endpoint.url}: {exc}") from None
+    return endpoint, redis
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; library errors become ``error: <reason>`` and exit 1."""
+    try:
+        return asyncio.run(coro_fn())
+    except PipelineError as exc:
+        raise fail(str(exc)) from None
+    except CONNECTION_ERRORS as exc:
+        raise fail(f"lost the Redis connection: {exc}") from None
+    except RedisError as exc:
+        raise fail(f"Redis error: {exc}") from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+
+async def with_client(s: Settings, body: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    _, redis = await connect(s)
+    try:
+        return await body(redis)
+    finally:
+        await redis.aclose()
+
+
+def read_json_file(path: Path) -> Any:
+    import json
+
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"no such file: {path}") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None

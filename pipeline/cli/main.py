@@ -1,0 +1,134 @@
+"""The ``pipeline`` command: a thin shell over the library."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.cli import common
+from pipeline.cli.common import Options, connect, run, settings, setup_logging
+from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
+
+app = typer.Typer(
+    help="An event-driven streams pipeline on Redis.\n\n"
+    "Without REDIS_URL an embedded Valkey runs from ./.pipeline/.\n\n"
+    "Example: pipeline demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    redis_url: Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer needs Optional
+        "--redis-url", help="Redis URL (redis://, rediss://, unix://); wins over REDIS_URL.")
+    ] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--data-dir", help="Folder of the embedded server (default ./.pipeline).")] = None,
+    log_format: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--log-format", help="auto | console | json")] = None,
+    log_level: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--log-level", help="debug | info | warning | error")] = None,
+) -> None:
+    opts = Options()
+    for name, value in (("redis_url", redis_url), ("data_dir", data_dir),
+                        ("log_format", log_format), ("log_level", log_level)):
+        if value is not None:
+            opts.overrides[name] = value
+    ctx.obj = opts
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the jobs.")] = 60,
+) -> None:
+    """Run the seed's 11 notification jobs end to end and print a summary.
+
+    Example: pipeline demo
+    """
+    from pipeline.demo import print_summary, run_demo
+
+    s = settings(ctx, log_level=None)
+    if "log_level" not in (ctx.find_root().obj.overrides if ctx.find_root().obj else {}):
+        s = s.model_copy(update={"log_level": "error"})
+    setup_logging(s)
+
+    async def body() -> int:
+        _, redis = await connect(s)
+        print(CONNECTED_LINE, flush=True)
+        try:
+            summary = await run_demo(redis, s, sys.stdout, timeout)
+        finally:
+            await redis.aclose()
+        print_summary(summary, sys.stdout)
+        return 0 if summary.done and summary.pending == 0 else 1
+
+    raise typer.Exit(run(body))
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    agent: Annotated[str, typer.Argument(help="Dotted path: module or module:attribute.")],
+    queue: Annotated[Optional[str], typer.Option(help="Job queue to consume.")] = None,  # noqa: UP045
+    concurrency: Annotated[Optional[int], typer.Option(min=1, max=100_000,  # noqa: UP045
+                                                       help="Handlers run at once.")] = None,
+    consumer: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Consumer name (default host-pid-random; give one only to resume its entries).")
+    ] = None,
+) -> None:
+    """Run an agent in its consumer group until SIGTERM/SIGINT (then drain and exit 0).
+
+    Example: pipeline worker agents.notifications --queue push_notification_code_2 --concurrency 2
+    """
+    from pipeline.registry import load_agent
+    from pipeline.worker import Worker
+
+    s = settings(ctx)
+    setup_logging(s)
+
+    async def body() -> int:
+        the_agent = load_agent(agent, queue=queue, concurrency=concurrency)
+        endpoint, redis = await connect(s)
+        state = ConnectionState(echo=console_echo(s))
+        state.up()
+        w = Worker(the_agent, redis, s, consumer=consumer, endpoint=endpoint, state=state)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, w.stop)
+        try:
+            await w.run()
+        finally:
+            await redis.aclose()
+        return 0
+
+    raise typer.Exit(run(body))
+
+
+def _register_subcommands() -> None:
+    import importlib
+
+    for name in ("jobs", "dlq", "doctor"):
+        try:
+            module = importlib.import_module(f"pipeline.cli.{name}")
+        except ModuleNotFoundError:
+            continue
+        module.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "common", "main"]

