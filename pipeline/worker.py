@@ -140,38 +140,41 @@ class Worker:
         self.log.info("worker_started", group=self.group, concurrency=self.concurrency)
         slots = [asyncio.create_task(self._slot()) for _ in range(self.concurrency)]
         settler = asyncio.create_task(self._settler())
-        background = [
-            asyncio.create_task(self._reader()),
+        reader = asyncio.create_task(self._reader())
+        maintenance = [
             asyncio.create_task(self._every(self.settings.lease_ms / 3000, self._heartbeat)),
             asyncio.create_task(self._every(self._reclaim_interval(), self._reclaim)),
             asyncio.create_task(self._promoter()),
             asyncio.create_task(self._every(60.0, self._gc)),
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
-        watched = [stop_wait, settler, *background, *slots]
+        watched = [stop_wait, settler, reader, *maintenance, *slots]
         try:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stop_wait and not task.cancelled() and task.exception():
                     self.log.error("worker_crashed", error=repr(task.exception()))
                     raise task.exception()  # type: ignore[misc]
-            await self._drain(slots)
+            await self._drain(reader, maintenance)
         finally:
             stop_wait.cancel()
-            for task in background:
-                task.cancel()
-            for task in slots:
+            for task in [reader, *maintenance, *slots]:
                 task.cancel()
             self._settle_wake.set()
             self._stopped.set()
-            await asyncio.gather(*background, *slots, return_exceptions=True)
+            await asyncio.gather(reader, *maintenance, *slots, return_exceptions=True)
             await asyncio.gather(settler, return_exceptions=True)
             await self._forget_self()
             self.log.info("worker_stopped", **vars(self.stats))
         return self.stats
 
-    async def _drain(self, slots: list[asyncio.Task[None]]) -> None:
-        """Finish what is held (queued and running) within the shutdown deadline."""
+    async def _drain(self, reader: asyncio.Task[None], maintenance: list[asyncio.Task[None]]
+                     ) -> None:
+        """Stop taking entries, then finish what is held within the shutdown deadline."""
+        for task in maintenance:
+            task.cancel()
+        # the reader leaves its loop after the read under way (at most one BLOCK)
+        await asyncio.wait([reader], timeout=self.settings.effective_block_ms / 1000 + 1)
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
         while (self._queue or self._running) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
@@ -307,8 +310,6 @@ class Worker:
             if not self._queue:
                 self._work.clear()
                 await self._work.wait()
-                if self.stopping and not self._queue:
-                    return
                 continue
             held = self._queue.popleft()
             self._running += 1
