@@ -1,0 +1,74 @@
+"""The main job, as a user runs it: `pipeline demo` in a fresh folder, twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.compat import seed
+from pipeline.server import STATE_FILE
+
+PIPELINE = str(Path(sys.executable).parent / "pipeline")
+JOBS = seed()["notifications"]["jobs"]
+
+
+def _demo(cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PIPELINE_") and k != "REDIS_URL"}
+    return subprocess.run([PIPELINE, "demo"], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _check_run(out: str, first_id: int) -> list[str]:
+    lines = out.splitlines()
+    assert lines[0] == "Redis client connected to the server"
+    ids = [f"push_notification_code_2:{n}" for n in range(first_id, first_id + 11)]
+    assert lines[1:12] == [f"Notification job created: {i}" for i in ids]
+    for job_id, job in zip(ids, JOBS, strict=True):
+        assert f"Notification job {job_id} 0% complete" in lines
+        if job["phoneNumber"] in ("4153518780", "4153518781"):
+            assert (f"Notification job {job_id} failed: Phone number {job['phoneNumber']} "
+                    "is blacklisted") in lines
+            assert f"Notification job {job_id} 50% complete" not in lines
+            assert f"Notification job {job_id} completed" not in lines
+        else:
+            assert f"Notification job {job_id} 50% complete" in lines
+            assert f"Notification job {job_id} completed" in lines
+            sending = f"Sending notification to {job['phoneNumber']}, with message: {job['message']}"
+            assert sending in lines
+            # the progress lines of a job come in order, completion last
+            assert (lines.index(f"Notification job {job_id} 0% complete")
+                    < lines.index(f"Notification job {job_id} 50% complete")
+                    < lines.index(f"Notification job {job_id} completed"))
+    assert "Summary: 11 jobs, 9 completed, 2 failed and dead-lettered, 0 pending" in lines
+    assert sum(line.startswith("Sending notification to") for line in lines) == 9
+    return ids
+
+
+@pytest.mark.timeout(240)
+def test_the_demo_runs_the_seed_jobs_twice_without_mixing_runs(tmp_path):
+    first = _demo(tmp_path)
+    assert first.returncode == 0, first.stderr
+    ids1 = _check_run(first.stdout, 1)
+    second = _demo(tmp_path)
+    assert second.returncode == 0, second.stderr
+    ids2 = _check_run(second.stdout, 12)
+    for job_id in ids1:
+        assert not re.search(rf"{re.escape(job_id)}\b", second.stdout)
+    assert set(ids1).isdisjoint(ids2)
+    # the embedded server stopped with its owner and left its data behind
+    assert not (tmp_path / ".pipeline" / STATE_FILE).exists()
+    assert (tmp_path / ".pipeline" / "appendonlydir").is_dir()
+
+
+def test_the_seed_copy_shipped_in_the_package_is_the_seed(tmp_path):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed.json"
+    if not shared.exists():
+        pytest.fail(f"expected the project's shared seed at {shared}")
+    assert seed() == json.loads(shared.read_text())
