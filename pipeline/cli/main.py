@@ -114,13 +114,9 @@ def worker(
 
 
 def _register_subcommands() -> None:
-    import importlib
+    from pipeline.cli import dlq, doctor, jobs
 
-    for name in ("jobs", "dlq", "doctor"):
-        try:
-            module = importlib.import_module(f"pipeline.cli.{name}")
-        except ModuleNotFoundError:
-            continue
+    for module in (jobs, dlq, doctor):
         module.register(app)
 
 

@@ -1,0 +1,248 @@
+"""``pipeline jobs create|show|list``: job queues from the command line.
+
+Also home of ``OneLineGroup`` / ``OneLineCommand``, which turn click's usage errors (a
+missing option, a value that is not a number, an unknown command) into the same one-line
+``error: <reason>`` every other failure prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from pipeline.cli.common import fail, read_json_file, run, settings, setup_logging, with_client
+from pipeline.errors import ConfigError
+from pipeline.jobs import CREATED_LINE, STATES, Job, JobQueue, queue_of, validate_push_notifications
+from pipeline.keys import check_name
+from pipeline.settings import Settings
+
+CHUNK = 1000
+LIST_EVERY_ID = 100
+
+
+try:  # typer >= 0.22 vendors click; older ones use the click package
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+
+def _usage_error(exc: UsageError) -> typer.Exit:
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return fail(exc.format_message().rstrip(".") + hint, exc.exit_code)
+
+
+class OneLineCommand(TyperCommand):
+    """A command whose usage errors print as ``error: <reason>`` on one line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise _usage_error(exc) from None
+
+
+class OneLineGroup(TyperGroup):
+    """A command group whose usage errors (unknown command, ...) print on one line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise _usage_error(exc) from None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            raise _usage_error(exc) from None
+
+
+jobs_app = typer.Typer(
+    name="jobs", cls=OneLineGroup, no_args_is_help=True,
+    help="Create and inspect jobs.\n\nExample: pipeline jobs create --queue q --file jobs.json",
+)
+
+
+def prepare(ctx: typer.Context) -> Settings:
+    """Settings for a command, logging configured; a bad setting is a one-line error."""
+    try:
+        s = settings(ctx)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    setup_logging(s)
+    return s
+
+
+def console() -> Any:
+    """A rich console for stdout; off a terminal it is wide, so tables are not cut to 80
+    columns for whoever reads them from a pipe or a file."""
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console(highlight=False)
+    return Console(highlight=False, width=200)
+
+
+def _stamp(ms: int) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _check_queue(queue: str) -> str:
+    try:
+        return check_name("queue", queue)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+async def _create_all(queue: JobQueue, payloads: Sequence[Any]) -> list[str]:
+    """Create in chunks of ``CHUNK``; a progress bar for big files on a terminal."""
+    chunks = [payloads[i : i + CHUNK] for i in range(0, len(payloads), CHUNK)]
+    if len(payloads) <= CHUNK or not sys.stderr.isatty():
+        return [job_id for chunk in chunks for job_id in await queue.create(chunk)]
+    from rich.console import Console
+    from rich.progress import Progress
+
+    ids: list[str] = []
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"creating jobs on {queue.name}", total=len(payloads))
+        for chunk in chunks:
+            ids += await queue.create(chunk)
+            progress.advance(task, len(chunk))
+    return ids
+
+
+@jobs_app.command("create", cls=OneLineCommand)
+def create(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to put the jobs on.")],
+    file: Annotated[Path, typer.Option(
+        "--file", "-f", help="JSON array of {phoneNumber, message}; '-' reads stdin.")],
+) -> None:
+    """Create push-notification jobs from a JSON file (validated before anything is queued).
+
+    Example: pipeline jobs create --queue push_notification_code_2 --file jobs.json
+    """
+    s = prepare(ctx)
+    _check_queue(queue)
+
+    async def body() -> list[str]:
+        payloads = validate_push_notifications(read_json_file(file))
+
+        async def go(redis: Any) -> list[str]:
+            return await _create_all(JobQueue(redis, queue, dedup_ttl_s=s.dedup_ttl_s), payloads)
+
+        return await with_client(s, go)
+
+    ids = run(body)
+    if len(ids) <= LIST_EVERY_ID:
+        for job_id in ids:
+            print(CREATED_LINE.format(id=job_id))
+    else:
+        print(f"Notification jobs created: {len(ids)} on {queue} ({ids[0]} .. {ids[-1]})")
+
+
+@jobs_app.command("show", cls=OneLineCommand)
+def show(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="Job id, QUEUE:N.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Show one job: state, progress, attempts, error, data and timestamps.
+
+    Example: pipeline jobs show push_notification_code_2:1
+    """
+    s = prepare(ctx)
+    try:
+        queue = queue_of(job_id)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+    async def body() -> Job:
+        return await with_client(s, lambda redis: JobQueue(redis, queue).get(job_id))
+
+    job = run(body)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(job), indent=2))
+        return
+    rows = [("id", job.id), ("queue", job.type), ("state", job.state),
+            ("progress", f"{job.progress}%"), ("attempts", str(job.attempts)),
+            ("error", job.error or "-"), ("data", json.dumps(job.data)),
+            ("created", _stamp(job.created_at)), ("updated", _stamp(job.updated_at))]
+    for name, value in rows:
+        print(f"{name + ':':<10} {value}")
+
+
+@jobs_app.command("list", cls=OneLineCommand)
+def list_jobs(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to list.")],
+    state: Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer needs Optional
+        help=f"Only jobs in this state: {', '.join(STATES)}.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List a queue's jobs (oldest first) as a table.
+
+    Example: pipeline jobs list --queue push_notification_code_2 --state failed
+    """
+    s = prepare(ctx)
+    _check_queue(queue)
+    if state is not None and state not in STATES:
+        raise fail(f"unknown state {state!r}: use one of {', '.join(STATES)}")
+    if limit < 1:
+        raise fail(f"--limit must be at least 1, not {limit}")
+
+    async def body() -> list[Job]:
+        return await with_client(s, lambda redis: JobQueue(redis, queue).list(state, limit))
+
+    jobs = run(body)
+    if as_json:
+        print(json.dumps([dataclasses.asdict(j) for j in jobs], indent=2))
+        return
+    _print_table(jobs, queue, state)
+
+
+def _print_table(jobs: list[Job], queue: str, state: str | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    if not jobs:
+        out.print(f"no {state + ' ' if state else ''}jobs in queue {queue}")
+        return
+    table = Table(title=f"jobs in {queue}" + (f" ({state})" if state else ""))
+    table.add_column("id", no_wrap=True, min_width=max(len(j.id) for j in jobs))
+    table.add_column("state", no_wrap=True)
+    table.add_column("progress", justify="right", no_wrap=True)
+    table.add_column("attempts", justify="right", no_wrap=True)
+    table.add_column("phone", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    table.add_column("updated", no_wrap=True)
+    for j in jobs:
+        cells = (j.id, j.state, f"{j.progress}%", str(j.attempts),
+                 str(j.data.get("phoneNumber", "")), j.error, _stamp(j.updated_at))
+        table.add_row(*(escape(c) for c in cells))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pipeline jobs ...`` to ``app``."""
+    app.add_typer(jobs_app, name="jobs")
