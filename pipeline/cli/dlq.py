@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 import typer
 
 from pipeline.cli.common import fail, run, with_client
-from pipeline.cli.jobs import OneLineCommand, OneLineGroup, console, prepare
+from pipeline.cli.shape import OneLineCommand, OneLineGroup, console, prepare
 from pipeline.deadletter import ALL, DeadLetter, DeadLetters, Redriven, Selection
 from pipeline.errors import ConfigError
 from pipeline.keys import check_topic, job_topic

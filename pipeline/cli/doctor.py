@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.common import run, with_client
-from pipeline.cli.jobs import OneLineCommand, console, prepare
+from pipeline.cli.shape import OneLineCommand, console, prepare
 from pipeline.doctor import Report, diagnose
 
 

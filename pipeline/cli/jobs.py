@@ -1,15 +1,9 @@
-"""``pipeline jobs create|show|list``: job queues from the command line.
-
-Also home of ``OneLineGroup`` / ``OneLineCommand``, which turn click's usage errors (a
-missing option, a value that is not a number, an unknown command) into the same one-line
-``error: <reason>`` every other failure prints.
-"""
+"""``pipeline jobs create|show|list``: job queues from the command line."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,86 +11,21 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
-from pipeline.cli.common import fail, read_json_file, run, settings, setup_logging, with_client
+from pipeline.cli.common import fail, read_json_file, run, with_client
+from pipeline.cli.shape import OneLineCommand, OneLineGroup, console, prepare
 from pipeline.errors import ConfigError
 from pipeline.jobs import CREATED_LINE, STATES, Job, JobQueue, queue_of, validate_push_notifications
 from pipeline.keys import check_name
-from pipeline.settings import Settings
 
 CHUNK = 1000
 LIST_EVERY_ID = 100
-
-
-try:  # typer >= 0.22 vendors click; older ones use the click package
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
-
-
-def _usage_error(exc: UsageError) -> typer.Exit:
-    ctx = getattr(exc, "ctx", None)
-    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-    return fail(exc.format_message().rstrip(".") + hint, exc.exit_code)
-
-
-class OneLineCommand(TyperCommand):
-    """A command whose usage errors print as ``error: <reason>`` on one line."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
-                     **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except UsageError as exc:
-            raise _usage_error(exc) from None
-
-
-class OneLineGroup(TyperGroup):
-    """A command group whose usage errors (unknown command, ...) print on one line."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
-                     **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except UsageError as exc:
-            raise _usage_error(exc) from None
-
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        try:
-            return super().resolve_command(ctx, args)
-        except UsageError as exc:
-            raise _usage_error(exc) from None
 
 
 jobs_app = typer.Typer(
     name="jobs", cls=OneLineGroup, no_args_is_help=True,
     help="Create and inspect jobs.\n\nExample: pipeline jobs create --queue q --file jobs.json",
 )
-
-
-def prepare(ctx: typer.Context) -> Settings:
-    """Settings for a command, logging configured; a bad setting is a one-line error."""
-    try:
-        s = settings(ctx)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    setup_logging(s)
-    return s
-
-
-def console() -> Any:
-    """A rich console for stdout; off a terminal it is wide, so tables are not cut to 80
-    columns for whoever reads them from a pipe or a file."""
-    from rich.console import Console
-
-    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
-        return Console(highlight=False)
-    return Console(highlight=False, width=200)
 
 
 def _stamp(ms: int) -> str:

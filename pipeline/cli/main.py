@@ -10,11 +10,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli import common
-from pipeline.cli.common import Options, connect, run, settings, setup_logging
+from pipeline.cli import common, dlq, doctor, jobs
+from pipeline.cli.common import Options, connect, run
+from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
 
 app = typer.Typer(
+    cls=OneLineGroup,
     help="An event-driven streams pipeline on Redis.\n\n"
     "Without REDIS_URL an embedded Valkey runs from ./.pipeline/.\n\n"
     "Example: pipeline demo",
@@ -45,7 +47,7 @@ def main_options(
     ctx.obj = opts
 
 
-@app.command()
+@app.command(cls=OneLineCommand)
 def demo(
     ctx: typer.Context,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the jobs.")] = 60,
@@ -56,10 +58,10 @@ def demo(
     """
     from pipeline.demo import print_summary, run_demo
 
-    s = settings(ctx, log_level=None)
-    if "log_level" not in (ctx.find_root().obj.overrides if ctx.find_root().obj else {}):
-        s = s.model_copy(update={"log_level": "error"})
-    setup_logging(s)
+    overrides = ctx.find_root().obj.overrides if ctx.find_root().obj else {}
+    if "log_level" not in overrides:
+        overrides["log_level"] = "error"  # the demo's output is the seed's lines
+    s = prepare(ctx)
 
     async def body() -> int:
         _, redis = await connect(s)
@@ -74,7 +76,7 @@ def demo(
     raise typer.Exit(run(body))
 
 
-@app.command()
+@app.command(cls=OneLineCommand)
 def worker(
     ctx: typer.Context,
     agent: Annotated[str, typer.Argument(help="Dotted path: module or module:attribute.")],
@@ -92,8 +94,7 @@ def worker(
     from pipeline.registry import load_agent
     from pipeline.worker import Worker
 
-    s = settings(ctx)
-    setup_logging(s)
+    s = prepare(ctx)
 
     async def body() -> int:
         the_agent = load_agent(agent, queue=queue, concurrency=concurrency)
@@ -113,14 +114,8 @@ def worker(
     raise typer.Exit(run(body))
 
 
-def _register_subcommands() -> None:
-    from pipeline.cli import dlq, doctor, jobs
-
-    for module in (jobs, dlq, doctor):
-        module.register(app)
-
-
-_register_subcommands()
+for _module in (jobs, dlq, doctor):
+    _module.register(app)
 
 
 def main() -> None:
