@@ -24,7 +24,10 @@ _EXPORTS = {
     "Worker": "pipeline.worker",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Agent", "ConfigError", "Context", "DecodeError", "Fail", "Hooks", "PipelineError",
+    "Producer", "Retry", "ServerError", "Settings", "Worker",
+]
 
 if TYPE_CHECKING:
     from pipeline.agent import Agent, Context, Hooks

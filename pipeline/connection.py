@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pipeline.errors import ConfigError, ServerError
+from pipeline.errors import ConfigError
 from pipeline.logging import get_logger
 from pipeline.server import Embedded, ensure_embedded
 from pipeline.settings import Settings
@@ -60,10 +60,7 @@ def resolve(settings: Settings) -> Endpoint:
                 f"REDIS_URL {url!r} must start with redis://, rediss:// or unix://"
             )
         return Endpoint(url, None, settings)
-    try:
-        embedded = ensure_embedded(settings.data_dir, settings.appendfsync)
-    except ServerError:
-        raise
+    embedded = ensure_embedded(settings.data_dir, settings.appendfsync)
     return Endpoint(embedded.url, embedded, settings)
 
 

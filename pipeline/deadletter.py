@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -23,6 +22,7 @@ import redis.asyncio as aioredis
 from pipeline.codec import text_fields
 from pipeline.effects import Effects
 from pipeline.errors import NotFound
+from pipeline.jobs import JobHooks
 from pipeline.keys import Keys, check_topic, job_topic
 from pipeline.scripts import Scripts
 
@@ -198,10 +198,8 @@ class DeadLetters:
         key = self.keys.job(job_id)
         # never create a record from nothing: one deleted on purpose stays deleted
         if job_id and await self.redis.exists(key):
-            now = time.time_ns() // 1_000_000
-            effects.hset(key, {"state": "queued", "progress": 0, "attempts": 0, "error": "",
-                               "updated_at": now})
-            effects.command("HDEL", key, "dead_reason")
+            queue = self.topic.removeprefix("jobs:")
+            return JobHooks().redriven(self.keys, job_id, queue)
         return effects
 
 

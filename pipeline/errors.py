@@ -49,7 +49,7 @@ class Fail(PipelineError):
     """Raised by a handler: a permanent failure. The entry is dead-lettered, never retried."""
 
 
-class Retry(Exception):  # noqa: N818 - control flow, deliberately not a PipelineError
+class Retry(Exception):
     """Raised by a handler: a transient failure. The entry is retried with backoff.
 
     ``delay_ms`` overrides the computed backoff for this attempt.

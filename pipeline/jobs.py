@@ -31,6 +31,7 @@ from schemas.jobs import (
     JobDeadLettered,
     JobFailed,
     JobProgress,
+    JobRedriven,
     JobRequested,
     JobRetried,
     PushNotification,
@@ -67,6 +68,16 @@ class JobHooks(Hooks):
         effects.xadd(keys.events, dict(fields), maxlen=self.events_maxlen)
         effects.publish(keys.channel, json.dumps(fields))
         return effects
+
+    def redriven(self, keys: Keys, job_id: str, queue: str) -> Effects:
+        """A redriven job: its record back to ``queued`` as a fresh job, and the event."""
+        effects = Effects().hset(
+            keys.job(job_id),
+            {"state": "queued", "progress": 0, "attempts": 0, "error": "",
+             "updated_at": _now_ms()},
+        )
+        effects.command("HDEL", keys.job(job_id), "dead_reason")
+        return self._emit(effects, keys, JobRedriven(job_id=job_id, queue=queue))
 
     def progress(self, ctx: Context, percent: int) -> Effects:
         job = ctx.envelope.data
@@ -133,6 +144,8 @@ class Job:
     error: str = ""
     created_at: int = 0
     updated_at: int = 0
+    completed_at: int = 0
+    dead_reason: str = ""
 
     @classmethod
     def from_record(cls, job_id: str, record: dict[bytes, bytes]) -> Job:
@@ -142,6 +155,7 @@ class Job:
             state=r.get("state", ""), progress=int(r.get("progress") or 0),
             attempts=int(r.get("attempts") or 0), error=r.get("error", ""),
             created_at=int(r.get("created_at") or 0), updated_at=int(r.get("updated_at") or 0),
+            completed_at=int(r.get("completed_at") or 0), dead_reason=r.get("dead_reason", ""),
         )
 
 

@@ -123,7 +123,7 @@ class EmbeddedServer:
             "--loglevel", "warning",
         ]  # fmt: skip
         try:
-            self.process = subprocess.Popen(  # noqa: S603 - our own bundled binary
+            self.process = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -223,9 +223,9 @@ def ensure_embedded(data_dir: Path, appendfsync: str = "everysec") -> Embedded:
         state = _read_state(data_dir)
         if state is not None:
             pid, sock = state.get("pid"), state.get("socket")
-            if isinstance(pid, int) and isinstance(sock, str):
-                if _alive(pid) and _ping(Path(sock)):
-                    return Embedded(f"unix://{sock}", pid, None)
+            if (isinstance(pid, int) and isinstance(sock, str) and _alive(pid)
+                    and _ping(Path(sock))):
+                return Embedded(f"unix://{sock}", pid, None)
             (data_dir / STATE_FILE).unlink(missing_ok=True)  # stale
         server = EmbeddedServer(data_dir, appendfsync=appendfsync)
         server.start()

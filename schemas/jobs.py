@@ -89,4 +89,14 @@ class JobDeadLettered(EventModel):
     error: str
 
 
-LIFECYCLE = (JobCreated, JobProgress, JobCompleted, JobRetried, JobFailed, JobDeadLettered)
+@register
+class JobRedriven(EventModel):
+    """A dead-lettered job put back on its queue by an operator (``pipeline dlq redrive``)."""
+
+    EVENT_TYPE = "job.redriven"
+    job_id: JobId
+    queue: QueueName
+
+
+LIFECYCLE = (JobCreated, JobProgress, JobCompleted, JobRetried, JobFailed, JobDeadLettered,
+             JobRedriven)

@@ -128,6 +128,8 @@ async def test_redrive_of_a_job_requeues_its_record_and_a_worker_then_completes_
     redriven: Any = await redis.xrange(dead.keys.stream, min=moved.entry_id)
     [(_, fields)] = redriven
     assert fields[b"id"] == ids[0].encode() and b"attempt" not in fields
+    last_event: Any = await redis.xrevrange(queue.keys.events, count=1)
+    assert last_event[0][1][b"type"] == b"job.redriven"
 
     sender = Recorder()
     agent = notifications.agent(QUEUE, sender=sender, blacklist=())
