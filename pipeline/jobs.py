@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -177,7 +177,7 @@ class TestMode:
     def clear(self) -> None:
         self.jobs.clear()
 
-    def __enter__(self) -> TestMode:
+    def __enter__(self) -> Self:
         self.enter()
         return self
 
