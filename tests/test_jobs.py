@@ -146,3 +146,23 @@ async def test_a_job_written_by_another_languages_client_is_processed(redis, set
 
 async def _state_is(redis, queue, job_id, state):
     return await redis.hget(queue.keys.job(job_id), "state") == state
+
+
+async def test_lifecycle_events_are_also_published_live(redis, settings):
+    queue = JobQueue(redis, "live")
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(queue.keys.channel)
+    await wait_for(lambda: pubsub.get_message(timeout=0.1))  # the subscribe confirmation
+    [job_id] = await create_push_notifications_jobs(SEED_JOBS[2:3], queue, echo=None)
+    async with running(notifications.agent("live", sender=NullSender()), redis, settings):
+        seen: list[str] = []
+
+        async def collect() -> bool:
+            msg = await pubsub.get_message(timeout=0.1)
+            if msg and msg["type"] == "message":
+                seen.append(json.loads(msg["data"])["type"])
+            return "job.completed" in seen
+
+        await wait_for(collect)
+    await pubsub.aclose()
+    assert seen == ["job.created", "job.progress", "job.progress", "job.completed"]
