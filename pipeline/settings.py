@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     dedup_ttl_s: int = Field(default=86_400, ge=1)
     events_maxlen: int = Field(default=100_000, ge=100)
     shutdown_deadline_s: float = Field(default=30.0, ge=0)
+    #: a handler running longer is cancelled and counts as a transient failure; None: no limit
+    handler_timeout_s: float | None = Field(default=None, gt=0)
 
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

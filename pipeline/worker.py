@@ -344,7 +344,14 @@ class Worker:
         ctx = Context(env, held.entry_id, held.deliveries, self.keys, self.redis,
                       self._live_effect, self.log, self.agent.hooks)
         try:
-            await self.agent.handler(env.data, ctx)
+            if self.settings.handler_timeout_s is None:
+                await self.agent.handler(env.data, ctx)
+            else:
+                async with asyncio.timeout(self.settings.handler_timeout_s):
+                    await self.agent.handler(env.data, ctx)
+        except TimeoutError:
+            text = f"handler timed out after {self.settings.handler_timeout_s}s"
+            return self._retry(held, env, text, None, traceback.format_exc())
         except Fail as exc:
             return self._dead(held, env, "permanent_failure", str(exc), traceback.format_exc())
         except Retry as exc:

@@ -192,6 +192,22 @@ async def test_malformed_entries_are_dead_lettered_with_their_raw_fields(redis, 
     assert "n: Input should be a valid integer" in errors[3]
 
 
+async def test_a_handler_past_its_timeout_is_cancelled_and_retried(redis, settings):
+    s = settings.model_copy(update={"handler_timeout_s": 0.2, "max_attempts": 2})
+
+    async def hang(event: Ping, ctx) -> None:
+        if ctx.attempt == 1:
+            await asyncio.sleep(30)
+
+    rec = Recorder(hang)
+    await produce(redis, [1])
+    async with running(agent(rec), redis, s):
+        await wait_for(lambda: len(rec.calls) == 2)
+        await wait_for(lambda: _eq(pending(redis), 0))
+    assert rec.calls == [(1, 1), (1, 2)]
+    assert await redis.xlen(K.dead) == 0
+
+
 # -- rule 4: lease extension and fencing -------------------------------------------------------
 
 
