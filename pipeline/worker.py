@@ -141,14 +141,16 @@ class Worker:
         slots = [asyncio.create_task(self._slot()) for _ in range(self.concurrency)]
         settler = asyncio.create_task(self._settler())
         reader = asyncio.create_task(self._reader())
+        # the heartbeat outlives the drain: in-flight handlers keep their leases to the end
+        heartbeat = asyncio.create_task(self._every(self.settings.lease_ms / 4000,
+                                                    self._heartbeat, while_draining=True))
         maintenance = [
-            asyncio.create_task(self._every(self.settings.lease_ms / 3000, self._heartbeat)),
             asyncio.create_task(self._every(self._reclaim_interval(), self._reclaim)),
             asyncio.create_task(self._promoter()),
             asyncio.create_task(self._every(60.0, self._gc)),
         ]
         stop_wait = asyncio.create_task(self._stopping.wait())
-        watched = [stop_wait, settler, reader, *maintenance, *slots]
+        watched = [stop_wait, settler, reader, heartbeat, *maintenance, *slots]
         try:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -158,11 +160,11 @@ class Worker:
             await self._drain(reader, maintenance)
         finally:
             stop_wait.cancel()
-            for task in [reader, *maintenance, *slots]:
+            for task in [reader, heartbeat, *maintenance, *slots]:
                 task.cancel()
             self._settle_wake.set()
             self._stopped.set()
-            await asyncio.gather(reader, *maintenance, *slots, return_exceptions=True)
+            await asyncio.gather(reader, heartbeat, *maintenance, *slots, return_exceptions=True)
             await asyncio.gather(settler, return_exceptions=True)
             await self._forget_self()
             self.log.info("worker_stopped", **vars(self.stats))
@@ -187,8 +189,8 @@ class Worker:
     def _reclaim_interval(self) -> float:
         return max(0.05, self.settings.lease_ms / 4000)
 
-    async def _every(self, seconds: float, step: Any) -> None:
-        while not self.stopping:
+    async def _every(self, seconds: float, step: Any, *, while_draining: bool = False) -> None:
+        while while_draining or not self.stopping:
             await asyncio.sleep(seconds)
             try:
                 await step()
@@ -318,8 +320,8 @@ class Worker:
             finally:
                 self._running -= 1
             self._outcomes.append(outcome)
-            if len(self._outcomes) >= self.settings.batch_size or not self._queue:
-                self._settle_wake.set()
+            # the settler batches whatever finished within flush_ms: one round trip for all
+            self._settle_wake.set()
 
     async def _process(self, held: Held) -> list[Any]:
         """Run one entry and turn what happened into its settle arguments."""
@@ -482,7 +484,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         """Renew the lease of every entry held longer than a third of it."""
-        horizon = time.monotonic() - self.settings.lease_ms / 3000
+        horizon = time.monotonic() - self.settings.lease_ms / 4000
         ids = [h.entry_id for h in self._held.values() if h.since <= horizon and not h.lost]
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]

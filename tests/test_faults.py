@@ -533,14 +533,6 @@ async def test_sigterm_lets_in_flight_handlers_finish_and_ack_then_exits_zero(
 
 # ---------------------------------------------------------------------- leases of long jobs
 
-LEASE_BUG = (
-    "runtime bug: pipeline/lua/extend.lua calls XCLAIM with unpack(keep, ...) followed by "
-    "'JUSTID'; Lua truncates a call that is not the last argument to its first value, so "
-    "the heartbeat renews only the first entry of each chunk"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LEASE_BUG)
 async def test_the_extend_script_renews_the_lease_of_every_entry_it_is_given(
     redis: aioredis.Redis,
 ) -> None:
@@ -566,7 +558,6 @@ async def _all_idle(values: Awaitable[dict[str, int]], least: int) -> bool:
     return bool(found) and all(v >= least for v in found.values())
 
 
-@pytest.mark.xfail(strict=True, reason=LEASE_BUG)
 @pytest.mark.timeout(60)
 async def test_a_worker_running_several_long_jobs_keeps_every_lease(
     redis: aioredis.Redis, workers: Workers
@@ -597,12 +588,6 @@ async def test_a_worker_running_several_long_jobs_keeps_every_lease(
     assert await wait_exit(w, workers) == 0, workers.report()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: the heartbeat stops at SIGTERM (Worker._every loops only while not "
-    "stopping, and Worker._drain cancels the maintenance tasks), so a peer steals the entry "
-    "of a draining worker and its result is discarded",
-)
 @pytest.mark.timeout(60)
 async def test_a_draining_worker_keeps_the_lease_of_its_in_flight_entry(
     redis: aioredis.Redis, workers: Workers
@@ -611,7 +596,7 @@ async def test_a_draining_worker_keeps_the_lease_of_its_in_flight_entry(
     # running, so its lease must still be extended; otherwise a peer reclaims the entry
     # once it is idle longer than the lease, runs it a second time, and the draining
     # worker's result is discarded by the fencing check instead of being acked.
-    # One entry only: the heartbeat does renew the first entry it is given (see LEASE_BUG).
+    # One entry only, so this checks the drain keeps the heartbeat, not the extend script.
     await produce(redis, [FaultTask(n=1, sleep_ms=3000)])  # 6 leases long
     a = workers.start()
     await eventually(lambda: _all(counts(redis, runs_key, [1]), lambda c: c[1] >= 1),

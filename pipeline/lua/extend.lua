@@ -15,7 +15,10 @@ for i = 3, #ARGV do
 end
 local step = 1000
 for j = 1, #keep, step do
-  redis.call('XCLAIM', stream, group, consumer, 0,
-    unpack(keep, j, math.min(j + step - 1, #keep)), 'JUSTID')
+  -- unpack must come last in an argument list, or Lua passes only its first value
+  local args = {stream, group, consumer, 0}
+  for k = j, math.min(j + step - 1, #keep) do args[#args + 1] = keep[k] end
+  args[#args + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(args))
 end
 return lost
