@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli import common, dlq, doctor, jobs
+from pipeline.cli import common, dlq, doctor, jobs, serve
 from pipeline.cli.common import Options, connect, run
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
@@ -114,7 +114,7 @@ def worker(
     raise typer.Exit(run(body))
 
 
-for _module in (jobs, dlq, doctor):
+for _module in (jobs, dlq, doctor, serve):
     _module.register(app)
 
 

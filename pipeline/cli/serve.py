@@ -1,0 +1,94 @@
+"""``pipeline serve``: the HTTP API (the seed's routes, ``/v1``, ``/metrics``) under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import connect, run
+from pipeline.cli.shape import OneLineCommand, prepare
+from pipeline.errors import ConfigError
+
+READY_LINE = "Serving HTTP on http://{host}:{port} (Ctrl-C to stop)"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound now so that a taken port is a one-line error, and port 0
+    picks a free one."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                          "pick another with --port") from None
+    sock.setblocking(False)
+    return sock
+
+
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")
+                    ] = 1245,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    seat_agent: Annotated[str, typer.Option(
+        help="Agent that /process runs over the reserve_seat queue.")] = "agents.reservations",
+) -> None:
+    """Serve the seed's six routes (byte-exact), /v1, /metrics and /openapi.json.
+
+    Start-up defines the seed's products and seats only where they are not defined yet:
+    stock and seats survive a restart. SIGTERM or Ctrl-C stops gracefully (exit 0).
+
+    Example: pipeline serve --port 1245
+    """
+    import uvicorn
+
+    from pipeline.api import create_app
+
+    s = prepare(ctx)
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()  # a signal is a graceful stop here: exit 0
+
+    async def body() -> int:
+        sock = listen(host, port)
+        _, redis = await connect(s)
+        try:
+            app = create_app(redis, s, seat_agent=seat_agent)
+            config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                                    server_header=False, date_header=True)
+            server = Server(config)
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.01)
+            if server.started:
+                bound = sock.getsockname()
+                print(READY_LINE.format(host=host, port=bound[1]), flush=True)
+            await task
+            return 0 if server.started else 1
+        finally:
+            sock.close()
+            await redis.aclose()
+
+    raise typer.Exit(run(body))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pipeline serve`` to ``app``."""
+    app.command("serve", cls=OneLineCommand)(serve)
