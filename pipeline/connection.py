@@ -12,8 +12,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -55,13 +57,34 @@ def resolve(settings: Settings) -> Endpoint:
     """``REDIS_URL`` wins; otherwise start or reuse the embedded server for ``data_dir``."""
     if settings.redis_url:
         url = settings.redis_url
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"REDIS_URL {url!r} must start with redis://, rediss:// or unix://"
-            )
+        check_url(url)
         return Endpoint(url, None, settings)
     embedded = ensure_embedded(settings.data_dir, settings.appendfsync)
     return Endpoint(embedded.url, embedded, settings)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_url(url: str) -> None:
+    """Raise ``ConfigError`` for a URL redis-py would choke on later."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL {redact(url)!r} must start with redis://, rediss:// or unix://")
+    try:
+        parse_url(url)
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid REDIS_URL {redact(url)!r}: {exc}") from None
+    db = parts.path.lstrip("/")
+    if url.startswith("redis") and db and not db.isdigit():
+        raise ConfigError(f"invalid REDIS_URL {redact(url)!r}: the database must be a number")
 
 
 def client(url: str, settings: Settings, **kwargs: object) -> aioredis.Redis:

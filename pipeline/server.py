@@ -175,7 +175,14 @@ class EmbeddedServer:
 
 @contextlib.contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "server.lock").touch()
+    except OSError as exc:
+        raise ServerError(
+            f"cannot use {data_dir} as the embedded server's data folder ({exc.strerror or exc});"
+            " set PIPELINE_DATA_DIR or --data-dir to a writable folder, or set REDIS_URL"
+        ) from None
     with open(data_dir / "server.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

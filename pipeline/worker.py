@@ -116,6 +116,7 @@ class Worker:
         self._running = 0
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._reader_id: int | None = None
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -175,7 +176,8 @@ class Worker:
         """Stop taking entries, then finish what is held within the shutdown deadline."""
         for task in maintenance:
             task.cancel()
-        # the reader leaves its loop after the read under way (at most one BLOCK)
+        # the reader leaves its loop after the read under way, which we end at once
+        await self._unblock_reader()
         await asyncio.wait([reader], timeout=self.settings.effective_block_ms / 1000 + 1)
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
         while (self._queue or self._running) and time.monotonic() < deadline:
@@ -244,6 +246,22 @@ class Worker:
     async def _reader(self) -> None:
         backoff = Backoff()
         block = self.settings.effective_block_ms
+        # its own connection, so that stop() can end a blocked read at once (CLIENT UNBLOCK)
+        conn = self.redis.client()
+        try:
+            await self._read_loop(conn, backoff, block)
+        finally:
+            await conn.aclose()
+
+    async def _unblock_reader(self) -> None:
+        """End a blocked XREADGROUP now: it returns as if its BLOCK ran out, losing nothing."""
+        if self._reader_id is not None:
+            try:
+                await self.redis.client_unblock(self._reader_id)
+            except (*CONNECTION_ERRORS, ResponseError):
+                pass
+
+    async def _read_loop(self, conn: aioredis.Redis, backoff: Backoff, block: int) -> None:
         while not self.stopping:
             room = self.prefetch - len(self._held)
             if room <= 0:
@@ -251,7 +269,11 @@ class Worker:
                 await self._room.wait()
                 continue
             try:
-                reply = await self.redis.xreadgroup(
+                if self._reader_id is None:
+                    self._reader_id = int(await conn.client_id())
+                    if self.stopping:
+                        return
+                reply = await conn.xreadgroup(
                     self.group,
                     self.consumer,
                     {self.keys.stream: ">"},
@@ -259,6 +281,7 @@ class Worker:
                     block=block,
                 )
             except CONNECTION_ERRORS as exc:
+                self._reader_id = None
                 self.state.down(exc)
                 await backoff.sleep()
                 if self.endpoint is not None:

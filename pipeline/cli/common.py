@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from pipeline import logging as plog
-from pipeline.connection import CONNECTION_ERRORS, Endpoint, client, resolve
+from pipeline.connection import CONNECTION_ERRORS, Endpoint, client, redact, resolve
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.settings import Settings
 
@@ -53,7 +53,7 @@ async def connect(s: Settings) -> tuple[Endpoint, aioredis.Redis]:
         await redis.ping()
     except CONNECTION_ERRORS as exc:
         await redis.aclose()
-        raise ConfigError(f"cannot reach Redis at {endpoint.url}: {exc}") from None
+        raise ConfigError(f"cannot reach Redis at {redact(endpoint.url)}: {exc}") from None
     return endpoint, redis
 
 
@@ -88,6 +88,7 @@ def read_json_file(path: Path) -> Any:
     import json
 
     if str(path) == "-":
+        path = Path("stdin")
         text = sys.stdin.read()
     else:
         try:

@@ -14,6 +14,7 @@ from pipeline.cli import common, dlq, doctor, jobs, serve
 from pipeline.cli.common import Options, connect, run
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
+from pipeline.keys import check_name
 
 app = typer.Typer(
     cls=OneLineGroup,
@@ -97,6 +98,8 @@ def worker(
     s = prepare(ctx)
 
     async def body() -> int:
+        if consumer is not None:
+            check_name("consumer", consumer)
         the_agent = load_agent(agent, queue=queue, concurrency=concurrency)
         endpoint, redis = await connect(s)
         state = ConnectionState(echo=console_echo(s))
@@ -119,7 +122,11 @@ for _module in (jobs, dlq, doctor, serve):
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handler is in place
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 __all__ = ["app", "common", "main"]
