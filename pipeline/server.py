@@ -64,13 +64,35 @@ def socket_path_for(data_dir: Path) -> Path:
 
 
 def _ping(socket_path: Path, timeout: float = 1.0) -> bool:
+    """Does a server answer on this socket? (Still loading its AOF counts as answering.)"""
     client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout)
     try:
         return bool(client.ping())
+    except redis.BusyLoadingError:
+        return True
     except (redis.RedisError, OSError):
         return False
     finally:
         client.close()
+
+
+def _is_our_server(pid: int, socket_path: str) -> bool:
+    """Is ``pid`` a valkey-server on ``socket_path``? (Valkey retitles itself
+    ``valkey-server unixsocket:<path>``; a reused pid of another program is not ours.)"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"valkey-server" in cmdline and socket_path.encode() in cmdline
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -231,9 +253,16 @@ def ensure_embedded(data_dir: Path, appendfsync: str = "everysec") -> Embedded:
         state = _read_state(data_dir)
         if state is not None:
             pid, sock = state.get("pid"), state.get("socket")
-            if (isinstance(pid, int) and isinstance(sock, str) and _alive(pid)
-                    and _ping(Path(sock))):
-                return Embedded(f"unix://{sock}", pid, None)
+            if isinstance(pid, int) and isinstance(sock, str) and _alive(pid):
+                if _ping(Path(sock)):
+                    return Embedded(f"unix://{sock}", pid, None)
+                # Our server, but not answering: it is shutting down (its owner died). Wait,
+                # or it would unlink the socket of the server we start next.
+                if _is_our_server(pid, sock) and not _wait_gone(pid, 15.0):
+                    raise ServerError(
+                        f"the embedded server (pid {pid}) in {data_dir} does not answer and "
+                        f"does not exit; stop it (kill {pid}) and try again"
+                    )
             (data_dir / STATE_FILE).unlink(missing_ok=True)  # stale
         server = EmbeddedServer(data_dir, appendfsync=appendfsync)
         server.start()

@@ -122,3 +122,19 @@ def test_a_long_folder_gets_a_socket_path_that_fits(tmp_path):
     path = socket_path_for(deep)
     assert len(str(path)) <= 100
     assert path != socket_path_for(tmp_path / "other")
+
+
+def test_a_command_right_after_the_owner_died_waits_for_the_old_server_to_go(tmp_path):
+    proc, pid, url = _start_owner(tmp_path)
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    fresh = ensure_embedded(tmp_path)  # at once: the old server may still be shutting down
+    try:
+        assert fresh.pid != pid
+        assert _wait_dead(pid)
+        # the old server's exit did not take the new server's socket with it
+        with sync_redis.Redis.from_url(fresh.url) as client:
+            assert client.ping()
+    finally:
+        fresh.owned.stop()
