@@ -252,9 +252,13 @@ def ensure_embedded(data_dir: Path, appendfsync: str = "everysec") -> Embedded:
     with _locked(data_dir):
         state = _read_state(data_dir)
         if state is not None:
-            pid, sock = state.get("pid"), state.get("socket")
+            pid, sock, owner = state.get("pid"), state.get("socket"), state.get("owner")
             if isinstance(pid, int) and isinstance(sock, str) and _alive(pid):
-                if _ping(Path(sock)):
+                orphaned = isinstance(owner, int) and not _alive(owner)
+                if orphaned and _is_our_server(pid, sock):
+                    # its owner died: the parent-death signal is stopping it; make sure
+                    os.kill(pid, signal.SIGTERM)
+                elif _ping(Path(sock)):
                     return Embedded(f"unix://{sock}", pid, None)
                 # Our server, but not answering: it is shutting down (its owner died). Wait,
                 # or it would unlink the socket of the server we start next.
@@ -268,7 +272,8 @@ def ensure_embedded(data_dir: Path, appendfsync: str = "everysec") -> Embedded:
         server.start()
         assert server.pid is not None
         tmp = data_dir / f"{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps({"pid": server.pid, "socket": str(server.socket)}))
+        tmp.write_text(json.dumps({"pid": server.pid, "socket": str(server.socket),
+                                   "owner": os.getpid()}))
         tmp.replace(data_dir / STATE_FILE)
         if not _OWNED:
             atexit.register(_stop_owned)
