@@ -19,6 +19,7 @@ from agents import notifications
 from agents.senders import ConsoleSender
 from pipeline.codec import decode
 from pipeline.compat import line, seed
+from pipeline.connection import CONNECTION_ERRORS, Endpoint
 from pipeline.errors import DecodeError, PipelineError
 from pipeline.jobs import JobQueue, create_push_notifications_jobs
 from pipeline.settings import Settings
@@ -48,7 +49,7 @@ async def _last_id(redis: aioredis.Redis, stream: str) -> str:
 
 async def follow(
     redis: aioredis.Redis, queue: JobQueue, start: str, summary: Summary, out: TextIO,
-    timeout: float,
+    timeout: float, endpoint: Endpoint | None = None,
 ) -> None:
     """Print the seed's lines for this run's jobs until every one is completed or failed."""
     mine = set(summary.ids)
@@ -56,7 +57,14 @@ async def follow(
     while not summary.done:
         if time.monotonic() > deadline:
             raise PipelineError(f"the demo's jobs did not finish within {timeout:.0f}s")
-        reply = await redis.xread({queue.keys.events: start}, count=500, block=200)
+        try:
+            reply = await redis.xread({queue.keys.events: start}, count=500, block=200)
+        except CONNECTION_ERRORS:
+            # a shared embedded server went away with its owner: take it over and go on
+            if endpoint is None:
+                raise
+            await asyncio.to_thread(endpoint.revive)
+            continue
         for _, entries in reply or []:
             for entry_id, fields in entries:
                 start = entry_id.decode()
@@ -91,7 +99,7 @@ async def dead_letters_of(redis: aioredis.Redis, queue: JobQueue, ids: set[str]
 
 
 async def run_demo(redis: aioredis.Redis, settings: Settings, out: TextIO,
-                   timeout: float = 60.0) -> Summary:
+                   timeout: float = 60.0, endpoint: Endpoint | None = None) -> Summary:
     queue = JobQueue(redis, QUEUE, dedup_ttl_s=settings.dedup_ttl_s)
     agent = notifications.agent(QUEUE, sender=ConsoleSender(),
                                 concurrency=seed()["notifications"]["concurrency"])
@@ -100,10 +108,10 @@ async def run_demo(redis: aioredis.Redis, settings: Settings, out: TextIO,
         seed()["notifications"]["jobs"], queue, echo=lambda text: print(text, file=out, flush=True)
     )
     summary = Summary(ids)
-    worker = Worker(agent, redis, settings)
+    worker = Worker(agent, redis, settings, endpoint=endpoint)
     task = asyncio.create_task(worker.run())
     try:
-        await follow(redis, queue, start, summary, out, timeout)
+        await follow(redis, queue, start, summary, out, timeout, endpoint)
     finally:
         worker.stop()
         await task

@@ -38,3 +38,10 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def ensure_configured() -> None:
+    """For library use without ``configure``: warnings and errors only, not structlog's
+    print-everything default. An application's own structlog configuration is left alone."""
+    if not structlog.is_configured():
+        configure("auto", "warning")

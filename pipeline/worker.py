@@ -35,7 +35,7 @@ from pipeline.connection import CONNECTION_ERRORS, Backoff, ConnectionState, End
 from pipeline.effects import Effects
 from pipeline.errors import DecodeError, Fail, Retry
 from pipeline.keys import Keys
-from pipeline.logging import get_logger
+from pipeline.logging import ensure_configured, get_logger
 from pipeline.scripts import Scripts
 from pipeline.settings import Settings
 
@@ -89,6 +89,7 @@ class Worker:
         endpoint: Endpoint | None = None,
         state: ConnectionState | None = None,
     ) -> None:
+        ensure_configured()
         self.agent = agent
         self.redis = redis
         self.settings = settings

@@ -81,7 +81,9 @@ def create(
         return await with_client(s, go)
 
     ids = run(body)
-    if len(ids) <= LIST_EVERY_ID:
+    if not ids:
+        print(f"No jobs in {file}: nothing created", file=sys.stderr)
+    elif len(ids) <= LIST_EVERY_ID:
         for job_id in ids:
             print(CREATED_LINE.format(id=job_id))
     else:

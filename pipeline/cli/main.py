@@ -65,10 +65,10 @@ def demo(
     s = prepare(ctx)
 
     async def body() -> int:
-        _, redis = await connect(s)
+        endpoint, redis = await connect(s)
         print(CONNECTED_LINE, flush=True)
         try:
-            summary = await run_demo(redis, s, sys.stdout, timeout)
+            summary = await run_demo(redis, s, sys.stdout, timeout, endpoint)
         finally:
             await redis.aclose()
         print_summary(summary, sys.stdout)
