@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -59,6 +61,8 @@ def create_app(
     app.add_exception_handler(responses.Problem, responses.on_problem)
     app.add_exception_handler(HTTPException, responses.on_http_error)
     app.add_exception_handler(RequestValidationError, responses.on_validation_error)
+    for error in (RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(error, responses.on_redis_down)
     app.include_router(seed.router)
     app.include_router(v1.router)
 

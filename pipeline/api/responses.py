@@ -91,6 +91,13 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
                             request.url.path)
 
 
+async def on_redis_down(request: Request, exc: Exception) -> Response:
+    """Redis unreachable: 503, so a client (or a load balancer) knows to retry."""
+    return problem_response(Problem(503, "redis-unavailable", "Service unavailable",
+                                    f"Redis cannot be reached now ({exc}); try again",
+                                    {"Retry-After": "1"}), request.url.path)
+
+
 async def on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return problem_response(invalid(exc.errors()), request.url.path)

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 
 from pipeline.api.inputs import item_id
-from pipeline.api.responses import SeedJSON
+from pipeline.api.responses import Problem, SeedJSON
 from pipeline.api.state import Api
 from pipeline.codec import uuid7
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.logging import get_logger
+from pipeline.reservations import Resource
 
 log = get_logger("pipeline.api.seed")
 router = APIRouter(tags=["seed"], default_response_class=SeedJSON)
@@ -31,19 +32,15 @@ SEAT_FAILED = {"status": "Reservation failed"}
 QUEUE_PROCESSING = {"status": "Queue processing"}
 
 
-def _item(resource: Any) -> dict[str, Any]:
+def _item(resource: Resource) -> dict[str, Any]:
     return {"itemId": int(resource.resource_id), "itemName": resource.name,
             "price": resource.price, "initialAvailableQuantity": resource.quantity}
 
 
-async def _product(api: Api, text: str) -> Any | None:
+async def _product(api: Api, text: str) -> Resource | None:
     n = item_id(text)
-    if n is None:
-        return None
-    for resource in await api.inventory.catalog():
-        if resource.kind == "product" and resource.resource_id == str(n):
-            return resource
-    return None
+    resource = None if n is None else await api.inventory.resource(str(n))
+    return resource if resource is not None and resource.kind == "product" else None
 
 
 @router.get("/list_products", summary="Every product (the seed's four)")
@@ -89,7 +86,7 @@ async def reserve_seat(request: Request) -> SeedJSON:
     if await api.seats_left() <= 0:
         return SeedJSON(SEATS_BLOCKED)
     try:
-        job_id = await api.seat_queue.enqueue()
+        job_id = await api.inventory.queue_seat()
     except (RedisError, OSError, PipelineError) as exc:
         log.warning("seat_job_not_queued", error=str(exc))
         return SeedJSON(SEAT_FAILED)
@@ -100,5 +97,8 @@ async def reserve_seat(request: Request) -> SeedJSON:
 
 @router.get("/process", summary="Process the seat queue (one worker in the whole deployment)")
 async def process(request: Request) -> SeedJSON:
-    Api.of(request).processor.ensure()
+    try:
+        Api.of(request).processor.ensure()
+    except ConfigError as exc:  # the seat agent cannot be loaded: say so, not a bare 500
+        raise Problem(500, "seat-agent-unavailable", "Seat agent unavailable", str(exc)) from None
     return SeedJSON(QUEUE_PROCESSING)

@@ -1,5 +1,4 @@
-"""What one app instance holds: the Redis client, the inventory, the seat queue, the
-``/process`` processor and the metrics. Everything that must agree across server processes
+"""What one app instance holds: the Redis client, the inventory, the ``/process`` processor and the metrics. Everything that must agree across server processes
 lives in Redis; this object only holds handles to it."""
 
 from __future__ import annotations
@@ -11,11 +10,8 @@ from starlette.requests import Request
 
 from pipeline.api.metrics import Metrics
 from pipeline.api.processing import QueueProcessor
-from pipeline.api.seats import SEAT_QUEUE, SeatQueue
-from pipeline.reservations import Inventory, Resource
+from pipeline.reservations import SEAT_QUEUE, SEATS, Inventory, Resource
 from pipeline.settings import Settings
-
-SEATS = "seats"
 
 
 @dataclass
@@ -27,14 +23,12 @@ class Api:
     resources: list[Resource]
     seat_agent: str
     inventory: Inventory = field(init=False)
-    seat_queue: SeatQueue = field(init=False)
     processor: QueueProcessor = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     started: bool = False
 
     def __post_init__(self) -> None:
         self.inventory = Inventory(self.redis)
-        self.seat_queue = SeatQueue(self.redis)
         self.processor = QueueProcessor(self.redis, self.settings, self.seat_agent, SEAT_QUEUE)
 
     @staticmethod

@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse
 
 from pipeline.api.inputs import ITEM_ID_PATTERN, KEY_PATTERN, read_json, validate
 from pipeline.api.responses import PROBLEM_JSON, Problem
-from pipeline.api.state import SEATS, Api
+from pipeline.api.state import Api
 from pipeline.api.streams import StreamStats, stream_stats
 from pipeline.codec import uuid7
+from pipeline.reservations import SEATS, Decision, ReservationConflict
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 RESOURCE_PATTERN = r"^(0|[1-9][0-9]{0,17}|seats)$"
@@ -61,20 +62,25 @@ class ReservationIn(BaseModel):
 
 
 class Reservation(BaseModel):
-    """A decided reservation, as the ledger recorded it."""
+    """A decided reservation (or its cancellation), as the ledger recorded it."""
 
     reservation_id: str
     resource_id: str
-    status: Literal["confirmed", "rejected"]
+    quantity: int
+    customer: str | None
+    status: Literal["confirmed", "rejected", "cancelled"]
+    #: unknown_resource | not_enough | blocked, for a rejection
     reason: str | None
+    #: what was left of the resource right after (None for an unknown resource)
     remaining: int | None
+    #: the ledger entry of the outcome
     entry_id: str
 
 
-def _reservation(decision: Any) -> Reservation:
-    return Reservation(reservation_id=decision.reservation_id, resource_id=decision.resource_id,
-                       status=decision.status, reason=decision.reason,
-                       remaining=decision.remaining, entry_id=decision.entry_id)
+def _reservation(d: Decision) -> Reservation:
+    return Reservation(reservation_id=d.reservation_id, resource_id=d.resource_id,
+                       quantity=d.quantity, customer=d.customer, status=d.status,
+                       reason=d.reason, remaining=d.remaining, entry_id=d.entry_id)
 
 
 async def _products(api: Api) -> list[Product]:
@@ -134,12 +140,12 @@ async def reserve(
     reservation_id = key or uuid7()
     body = validate(ReservationIn, await read_json(request))
     api = Api.of(request)
-    decision = await api.inventory.decide(reservation_id, body.resource_id, body.quantity,
-                                          body.customer)
-    if decision.duplicate and decision.resource_id != body.resource_id:
+    try:
+        decision = await api.inventory.decide(reservation_id, body.resource_id, body.quantity,
+                                              body.customer)
+    except ReservationConflict as exc:
         raise Problem(422, "idempotency-key-reused", "Invalid request",
-                      f"Idempotency-Key {reservation_id} was used for resource "
-                      f"{decision.resource_id}, not {body.resource_id}")
+                      f"Idempotency-Key {reservation_id}: {exc}") from None
     kind = "seats" if body.resource_id == SEATS else "product"
     if not decision.duplicate:
         api.metrics.decided(kind, decision.status, decision.reason)
