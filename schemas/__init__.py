@@ -13,11 +13,20 @@ from schemas.jobs import (
     JobRetried,
     PushNotification,
 )
+from schemas.reservations import (
+    InventoryDefined,
+    ReservationCancelled,
+    ReservationConfirmed,
+    ReservationRejected,
+    ReservationRequested,
+    StockAdded,
+)
 
 __all__ = [
     "LIFECYCLE",
     "REGISTRY",
     "EventModel",
+    "InventoryDefined",
     "JobCompleted",
     "JobCreated",
     "JobDeadLettered",
@@ -27,6 +36,11 @@ __all__ = [
     "JobRequested",
     "JobRetried",
     "PushNotification",
+    "ReservationCancelled",
+    "ReservationConfirmed",
+    "ReservationRejected",
+    "ReservationRequested",
+    "StockAdded",
     "lookup",
     "register",
 ]
