@@ -26,6 +26,8 @@ from pipeline.settings import Settings
 from pipeline.worker import Worker
 
 log = get_logger("pipeline.api.processing")
+#: errors that mean the lease may be gone
+LEASE_ERRORS: tuple[type[BaseException], ...] = (LockError, *CONNECTION_ERRORS)
 
 
 def lock_key(queue: str) -> str:
@@ -107,7 +109,7 @@ class QueueProcessor:
                     break
                 try:
                     await lock.reacquire()
-                except (LockError, *CONNECTION_ERRORS) as exc:
+                except LEASE_ERRORS as exc:
                     # the lease may be gone: another process can take over; stop first
                     log.warning("processor_lease_lost", queue=self.queue, error=str(exc))
                     worker.stop()
@@ -122,6 +124,6 @@ class QueueProcessor:
                 with contextlib.suppress(Exception):
                     await run
             self.worker = None
-            with contextlib.suppress(LockError, *CONNECTION_ERRORS):
+            with contextlib.suppress(*LEASE_ERRORS):
                 await lock.release()
             log.info("processor_stopped", queue=self.queue)

@@ -48,8 +48,9 @@ def serve(
 ) -> None:
     """Serve the seed's six routes (byte-exact), /v1, /metrics and /openapi.json.
 
-    Start-up defines the seed's products and seats only where they are not defined yet:
-    stock and seats survive a restart. SIGTERM or Ctrl-C stops gracefully (exit 0).
+    Start-up never resets stock or seats: they survive a restart.
+
+    SIGTERM or Ctrl-C stops gracefully (exit 0).
 
     Example: pipeline serve --port 1245
     """
