@@ -95,6 +95,10 @@ class Agent:
     trim_keep: int | None = None
     #: called once per worker start with the worker's redis client (set up senders, ...)
     setup: Callable[[Any], Awaitable[None]] | None = None
+    #: a fixed consumer name instead of host-pid-random, for an agent that must be the only
+    #: consumer of its group (a projector): restarted, it re-reads its own pending entries
+    #: first, so the log is applied in order
+    consumer: str | None = None
 
     def __post_init__(self) -> None:
         check_name("agent", self.name)
@@ -102,6 +106,8 @@ class Agent:
         if not self.group:
             object.__setattr__(self, "group", self.name)
         check_name("group", self.group)
+        if self.consumer is not None:
+            check_name("consumer", self.consumer)
 
     def replace(self, **changes: Any) -> Agent:
         return dataclasses.replace(self, **changes)

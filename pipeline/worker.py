@@ -93,7 +93,7 @@ class Worker:
         self.agent = agent
         self.redis = redis
         self.settings = settings
-        self.consumer = consumer or consumer_name()
+        self.consumer = consumer or agent.consumer or consumer_name()
         self.keys = Keys(agent.topic, partition)
         self.group = agent.group
         self.endpoint = endpoint
