@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from pipeline.api.inputs import MAX_BODY
 from pipeline.reservations import Inventory
+from pipeline.server import EmbeddedServer
 from pipeline.settings import Settings
 from tests.test_api_helpers import LEDGER, ledger_length, serving
 
@@ -232,3 +233,11 @@ async def test_the_openapi_document_lists_every_route(client: httpx.AsyncClient)
         assert path in paths, path
     body = paths["/v1/reservations"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["additionalProperties"] is False
+
+
+async def test_redis_out_of_reach_is_a_503_problem(
+        client: httpx.AsyncClient, server: EmbeddedServer) -> None:
+    server.stop()
+    body = problem(await client.get("/v1/seats"), 503, "redis-unavailable")
+    assert "try again" in body["detail"]
+    problem(await client.get("/available_seats"), 503, "redis-unavailable")
