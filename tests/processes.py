@@ -1,0 +1,110 @@
+"""Real processes for the reservation tests: ``pipeline worker <spec>`` subprocesses (the
+projector, the seat agent) and plain Python scripts, each logging to a file in the test's tmp
+folder, killed at the end. Their output is part of every assertion message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Self
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = Path(sys.executable).parent / "pipeline"
+
+#: settings of every worker subprocess (as PIPELINE_* variables)
+WORKER_SETTINGS: dict[str, object] = {
+    "lease_ms": 1000,
+    "block_ms": 100,
+    "promote_interval_ms": 20,
+    "shutdown_deadline_s": 10,
+    "socket_timeout": 5,
+    "log_format": "json",
+    "log_level": "info",
+}
+
+
+class Proc:
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], log: Path) -> None:
+        self.name = name
+        self.popen = popen
+        self.log = log
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, no settle."""
+        if self.alive:
+            self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def terminate(self) -> None:
+        if self.alive:
+            self.popen.send_signal(signal.SIGTERM)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class Procs:
+    """Starts subprocesses against one server; kills the leftovers on close."""
+
+    def __init__(self, folder: Path, url: str) -> None:
+        self.folder = folder
+        self.url = url
+        self.started: list[Proc] = []
+
+    def _env(self, settings: dict[str, object], extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PIPELINE_") and k != "REDIS_URL"}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["REDIS_URL"] = self.url
+        env["PIPELINE_DATA_DIR"] = str(self.folder / "worker-data")
+        for key, value in {**WORKER_SETTINGS, **settings}.items():
+            env[f"PIPELINE_{key.upper()}"] = str(value)
+        env.update(extra)
+        return env
+
+    def _start(self, label: str, args: list[str], env: dict[str, str]) -> Proc:
+        name = f"p{len(self.started) + 1}-{label}"
+        log = self.folder / f"{name}.log"
+        with open(log, "wb") as out:
+            popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, env=env, cwd=self.folder)
+        proc = Proc(name, popen, log)
+        self.started.append(proc)
+        return proc
+
+    def worker(self, spec: str, *args: str, env: dict[str, str] | None = None,
+               **settings: object) -> Proc:
+        """``pipeline worker <spec> <args>``."""
+        return self._start(spec.rsplit(".", 1)[-1].replace(":", "-"),
+                           [str(PIPELINE), "worker", spec, *args],
+                           self._env(settings, env or {}))
+
+    def script(self, label: str, path: Path, *args: str) -> Proc:
+        """``python <path> <args>`` with the repository on the path."""
+        return self._start(label, [sys.executable, str(path), *args], self._env({}, {}))
+
+    def report(self) -> str:
+        parts = []
+        for p in self.started:
+            code = p.popen.poll()
+            state = "running" if code is None else f"exit code {code}"
+            parts.append(f"----- {p.name} ({state}) {p.log}\n{p.output()[-4000:]}")
+        return "\n".join(parts) or "(no processes started)"
+
+    def close(self) -> None:
+        for p in self.started:
+            p.kill()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
