@@ -77,7 +77,7 @@ def check_url(url: str) -> None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL {redact(url)!r} must start with redis://, rediss:// or unix://")
     try:
-        parse_url(url)
+        parse_url(url)  # type: ignore[no-untyped-call]
         parts = urlsplit(url)
         _ = parts.port
     except ValueError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import redis.asyncio as aioredis
 
@@ -43,7 +43,7 @@ class Summary:
 
 
 async def _last_id(redis: aioredis.Redis, stream: str) -> str:
-    last = await redis.xrevrange(stream, count=1)
+    last: Any = await redis.xrevrange(stream, count=1)
     return last[0][0].decode() if last else "0-0"
 
 
@@ -58,7 +58,7 @@ async def follow(
         if time.monotonic() > deadline:
             raise PipelineError(f"the demo's jobs did not finish within {timeout:.0f}s")
         try:
-            reply = await redis.xread({queue.keys.events: start}, count=500, block=200)
+            reply: Any = await redis.xread({queue.keys.events: start}, count=500, block=200)
         except CONNECTION_ERRORS:
             # a shared embedded server went away with its owner: take it over and go on
             if endpoint is None:
@@ -91,7 +91,8 @@ async def dead_letters_of(redis: aioredis.Redis, queue: JobQueue, ids: set[str]
                           ) -> dict[str, str]:
     """reason: error of this run's dead letters, by job id."""
     found: dict[str, str] = {}
-    for _, fields in await redis.xrange(queue.keys.dead):
+    dead: Any = await redis.xrange(queue.keys.dead)
+    for _, fields in dead:
         job_id = fields.get(b"raw:id", b"").decode()
         if job_id in ids:
             found[job_id] = f"{fields[b'reason'].decode()}: {fields[b'error'].decode()}"

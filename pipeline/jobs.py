@@ -243,7 +243,7 @@ class JobQueue:
     async def get(self, job_id: str) -> Job:
         """The job's record; raises ``NotFound``."""
         redis = self._require_redis()
-        record = await redis.hgetall(self.keys.job(job_id))
+        record: Any = await redis.hgetall(self.keys.job(job_id))
         if not record:
             raise NotFound(f"no job {job_id!r} in queue {self.name!r}")
         return Job.from_record(job_id, record)

