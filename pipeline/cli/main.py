@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli import common, dlq, doctor, jobs, serve
+from pipeline.cli import common, dlq, doctor, jobs, reservations, serve
 from pipeline.cli.common import Options, connect, run
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
@@ -117,7 +117,7 @@ def worker(
     raise typer.Exit(run(body))
 
 
-for _module in (jobs, dlq, doctor, serve):
+for _module in (jobs, dlq, doctor, serve, reservations):
     _module.register(app)
 
 
