@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from pipeline.keys import Keys, job_topic
 from pipeline.reservations import SEAT_QUEUE, Inventory
 from pipeline.settings import Settings
+from pipeline.testing import wait_for
 from tests.test_api_helpers import EXPRESS_JSON, SEED, compact, ledger_length, serving
 
 pytestmark = pytest.mark.timeout(60)
@@ -142,3 +143,33 @@ async def test_start_up_never_resets_stock_or_seats(
     async with serving(redis, settings) as (_, c):
         assert await get(c, "/list_products/1") == compact({**ITEMS[0], "currentQuantity": 3})
         assert await get(c, "/available_seats") == b'{"numberOfAvailableSeats":"43"}'
+
+
+async def test_process_decides_the_queued_seat_jobs_and_prints_the_seed_lines(
+        client: httpx.AsyncClient, redis: aioredis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = Inventory(redis)
+    await inventory.decide("most-seats", "seats", 48)  # two are left
+    for _ in range(3):
+        assert await get(client, "/reserve_seat") == b'{"status":"Reservation in process"}'
+    for _ in range(3):  # idempotent: one worker, however often it is asked
+        assert await get(client, "/process") == b'{"status":"Queue processing"}'
+
+    async def all_decided() -> bool:
+        found = [await inventory.get_decision(f"{SEAT_QUEUE}:{n}") for n in (1, 2, 3)]
+        return all(d is not None for d in found)
+
+    await wait_for(all_decided, message="three seat jobs decided")
+    assert await get(client, "/available_seats") == b'{"numberOfAvailableSeats":"0"}'
+    assert await get(client, "/reserve_seat") == b'{"status":"Reservation are blocked"}'
+    stream = Keys(job_topic(SEAT_QUEUE), 0).stream
+    groups = await redis.xinfo_groups(stream)
+    assert len(groups) == 1
+    assert len(await redis.xinfo_consumers(stream, groups[0]["name"])) == 1
+    lines = capsys.readouterr().out.splitlines()
+    # handlers run concurrently: which job finds no seat left is not fixed, only how many
+    completed = [n for n in (1, 2, 3)
+                 if f"Seat reservation job {SEAT_QUEUE}:{n} completed" in lines]
+    failed = [n for n in (1, 2, 3) if f"Seat reservation job {SEAT_QUEUE}:{n} failed: "
+              "Not enough seats available" in lines]
+    assert len(completed) == 2 and len(failed) == 1 and len(lines) == 3, lines
