@@ -3,6 +3,7 @@ and Express's content type, in every state (sold out, blocked, unknown and malfo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -173,3 +174,11 @@ async def test_process_decides_the_queued_seat_jobs_and_prints_the_seed_lines(
     failed = [n for n in (1, 2, 3) if f"Seat reservation job {SEAT_QUEUE}:{n} failed: "
               "Not enough seats available" in lines]
     assert len(completed) == 2 and len(failed) == 1 and len(lines) == 3, lines
+
+
+async def test_concurrent_reservations_never_oversell(
+        client: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    bodies = await asyncio.gather(*(get(client, "/reserve_product/4") for _ in range(60)))
+    assert bodies.count(b'{"status":"Reservation confirmed","itemId":4}') == 5
+    assert bodies.count(b'{"status":"Not enough stock available","itemId":4}') == 55
+    assert await Inventory(redis).available("4") == 0
