@@ -151,8 +151,16 @@ async def test_a_seat_request_whose_id_was_used_for_something_else_is_dead_lette
 @pytest.mark.timeout(120)
 async def test_queued_seat_requests_decided_by_two_worker_processes_never_oversell(
         inv, procs, settings):
-    ids = [await inv.queue_seat(customer=f"c{n % 9}") for n in range(120)]
     workers = [procs.worker("agents.reservations") for _ in range(2)]
+
+    async def started() -> bool:
+        for w in workers:
+            assert w.alive, procs.report()
+        return all("worker_started" in w.output() for w in workers)
+
+    # both running (and past installing their SIGTERM handler) before the requests come
+    await wait_for(started, timeout=60, message="both seat workers to start")
+    ids = [await inv.queue_seat(customer=f"c{n % 9}") for n in range(120)]
 
     async def all_decided() -> bool:
         for w in workers:
