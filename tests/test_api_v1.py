@@ -241,3 +241,17 @@ async def test_redis_out_of_reach_is_a_503_problem(
     body = problem(await client.get("/v1/seats"), 503, "redis-unavailable")
     assert "try again" in body["detail"]
     problem(await client.get("/available_seats"), 503, "redis-unavailable")
+
+
+async def test_a_replayed_key_of_a_cancelled_reservation_says_so(
+        client: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    headers = {"Idempotency-Key": "order-44"}
+    first = await client.post("/v1/reservations", json={"resource_id": "2"}, headers=headers)
+    assert first.status_code == 201
+    await Inventory(redis).cancel("order-44")
+    again = await client.post("/v1/reservations", json={"resource_id": "2"}, headers=headers)
+    body = problem(again, 409, "cancelled")
+    assert body["reservation"]["status"] == "cancelled"
+    assert await Inventory(redis).available("2") == 10, "cancelled, not reserved again"
+    read = await client.get("/v1/reservations/order-44")
+    assert read.status_code == 200 and read.json()["status"] == "cancelled"

@@ -1,5 +1,6 @@
-"""What one app instance holds: the Redis client, the inventory, the ``/process`` processor and the metrics. Everything that must agree across server processes
-lives in Redis; this object only holds handles to it."""
+"""What one app instance holds: the Redis client, the inventory, the ``/process`` processor
+and the metrics. Everything that must agree across server processes lives in Redis; this
+object only holds handles to it."""
 
 from __future__ import annotations
 

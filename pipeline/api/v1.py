@@ -98,14 +98,18 @@ async def list_products(request: Request) -> list[Product]:
     return await _products(Api.of(request))
 
 
-@router.get("/products/{product_id}", summary="One product", responses={404: _PROBLEM, 422: _PROBLEM})
+@router.get("/products/{product_id}", summary="One product",
+            responses={404: _PROBLEM, 422: _PROBLEM})
 async def get_product(
     request: Request, product_id: Annotated[str, Path(pattern=ITEM_ID_PATTERN)]
 ) -> Product:
-    for product in await _products(Api.of(request)):
-        if product.id == int(product_id):
-            return product
-    raise Problem(404, "unknown-product", "Not found", f"no product {product_id}")
+    inventory = Api.of(request).inventory
+    r = await inventory.resource(product_id)
+    available = None if r is None or r.kind != "product" else await inventory.available(product_id)
+    if r is None or available is None:
+        raise Problem(404, "unknown-product", "Not found", f"no product {product_id}")
+    return Product(id=int(r.resource_id), name=r.name, price=r.price,
+                   initial_quantity=r.quantity, available=available)
 
 
 @router.get("/seats", summary="Seats left")
@@ -154,7 +158,11 @@ async def reserve(
         headers["Idempotent-Replayed"] = "true"
     if decision.status == "confirmed":
         return JSONResponse(_reservation(decision).model_dump(), 201, headers)
-    status, slug, title = _REJECTIONS.get(decision.reason or "", (409, "rejected", "Rejected"))
+    if decision.status == "cancelled":  # a replayed key whose reservation was cancelled since
+        status, slug, title = 409, "cancelled", "Reservation cancelled"
+    else:
+        status, slug, title = _REJECTIONS.get(decision.reason or "", (409, "rejected",
+                                                                      "Rejected"))
     raise Problem(status, slug, title,
                   f"reservation {reservation_id} of {body.quantity} x {body.resource_id}: "
                   f"{decision.reason}", headers, reservation=_reservation(decision).model_dump())
