@@ -57,6 +57,10 @@ class Effects:
             self.commands.extend(other.commands)
         return self
 
+    def as_lists(self) -> list[list[str]]:
+        """The commands as lists of text, for the JSON the settle script reads."""
+        return [[_text(a) for a in cmd] for cmd in self.commands]
+
     def encode(self, out: list[Any]) -> None:
         """Append this block, as the scripts read it, to ``out``."""
         out.append(len(self.commands))
@@ -65,4 +69,9 @@ class Effects:
             out.extend(cmd)
 
 
-EMPTY_BLOCK = 0
+def _text(value: Arg) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)

@@ -53,6 +53,10 @@ def backoff_ms(attempt: int, base_ms: int, max_ms: int) -> int:
     return ceiling // 2 + random.randint(0, ceiling - ceiling // 2)
 
 
+#: (entry id, kind a|r|d|x, extra, effect commands or None, dead-letter fields or None)
+Outcome = tuple[str, str, Any, list[list[str]] | None, list[Any] | None]
+
+
 @dataclass(slots=True)
 class Held:
     """An entry this consumer owns and has not settled yet."""
@@ -111,7 +115,7 @@ class Worker:
         self._work = asyncio.Event()
         self._room = asyncio.Event()
         self._settle_wake = asyncio.Event()
-        self._outcomes: list[list[Any]] = []
+        self._outcomes: list[Outcome] = []
         self._settling: set[str] = set()
         self._live: list[Effects] = []
         self._running = 0
@@ -347,14 +351,12 @@ class Worker:
             # the settler batches whatever finished within flush_ms: one round trip for all
             self._settle_wake.set()
 
-    async def _process(self, held: Held) -> list[Any]:
-        """Run one entry and turn what happened into its settle arguments."""
+    async def _process(self, held: Held) -> Outcome:
+        """Run one entry and turn what happened into its outcome."""
         if held.fields is None:
             self.stats.deleted += 1
             self.log.warning("entry_deleted_while_pending", entry_id=held.entry_id)
-            out: list[Any] = [held.entry_id, "x"]
-            Effects().encode(out)
-            return out
+            return (held.entry_id, "x", 0, None, None)
         env: Envelope | None = None
         try:
             env = decode(held.fields)
@@ -387,19 +389,16 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any handler error is a transient failure
             text = f"{type(exc).__name__}: {exc}"
             return self._retry(held, env, text, None, traceback.format_exc())
-        out = [held.entry_id, "a"]
         effects = ctx.effects
-        if self.agent.hooks is not None:
-            effects.extend(self.agent.hooks.on_success(env, self.keys, env.attempt))
-        effects.encode(out)
-        return out
+        effects.extend(self.agent.hooks.on_success(env, self.keys, env.attempt))
+        return (held.entry_id, "a", 0, effects.as_lists() if effects else None, None)
 
     def _live_effect(self, effects: Effects) -> None:
         self._live.append(effects)
         self._settle_wake.set()
 
     def _retry(self, held: Held, env: Envelope, error: str, delay_ms: int | None, tb: str
-               ) -> list[Any]:
+               ) -> Outcome:
         if env.attempt >= self.settings.max_attempts:
             return self._dead(
                 held, env, "max_attempts",
@@ -414,15 +413,14 @@ class Worker:
             if k != b"attempt":
                 nxt += (k.decode(), v.decode())
         nxt += ("attempt", str(env.attempt + 1))
-        out: list[Any] = [held.entry_id, "r", max(0, int(delay)), json.dumps(nxt)]
         effects = self.agent.hooks.on_retry(env, self.keys, env.attempt, error, delay)
-        (effects or Effects()).encode(out)
         self.log.info("entry_retry_scheduled", entry_id=held.entry_id, attempt=env.attempt,
                       delay_ms=delay, error=error)
-        return out
+        return (held.entry_id, "r", [max(0, int(delay)), json.dumps(nxt)],
+                effects.as_lists() if effects else None, None)
 
     def _dead(self, held: Held, env: Envelope | None, reason: str, error: str, tb: str
-              ) -> list[Any]:
+              ) -> Outcome:
         attempt = env.attempt if env is not None else 1
         fields: list[Any] = [
             "reason", reason, "error", error, "traceback", tb,
@@ -432,11 +430,9 @@ class Worker:
         ]
         for k, v in (held.fields or {}).items():
             fields += (b"raw:" + k, v)
-        out: list[Any] = [held.entry_id, "d", len(fields), *fields]
         effects = self.agent.hooks.on_dead(env, self.keys, attempt, reason, error)
-        (effects or Effects()).encode(out)
         self.log.warning("entry_dead_lettered", entry_id=held.entry_id, reason=reason, error=error)
-        return out
+        return (held.entry_id, "d", 0, effects.as_lists() if effects else None, fields)
 
     # ------------------------------------------------------------------ settling
 
@@ -469,13 +465,13 @@ class Worker:
             raise
         lost_set = {_text(x) for x in lost}
         counts = {"a": 0, "r": 0, "d": 0, "x": 0}
-        for out in outcomes:
-            held = self._held.pop(out[0], None)
-            if out[0] in lost_set:
+        for entry_id, kind, *_ in outcomes:
+            held = self._held.pop(entry_id, None)
+            if entry_id in lost_set:
                 if held is not None:
                     held.lost = True
                 continue
-            counts[out[1]] += 1
+            counts[kind] += 1
         self.stats.acked += counts["a"]
         self.stats.retried += counts["r"]
         self.stats.dead += counts["d"]
@@ -488,21 +484,28 @@ class Worker:
         if len(self._held) < self.prefetch:
             self._room.set()
 
-    async def _send(self, outcomes: list[list[Any]], live: list[Effects]) -> list[Any]:
-        args: list[Any] = [self.group, self.consumer, self.keys.base]
-        for out in outcomes:
-            args.extend(out)
+    async def _send(self, outcomes: list[Outcome], live: list[Effects]) -> list[Any]:
+        """One settle call: live effects, then every outcome (see ``lua/settle.lua``)."""
+        plain: list[str] = []
+        gone: list[str] = []
+        other: list[list[Any]] = []
+        dead_fields: list[Any] = []
+        for entry_id, kind, extra, cmds, fields in outcomes:
+            if kind == "a" and cmds is None:
+                plain.append(entry_id)
+            elif kind == "x":
+                gone.append(entry_id)
+            else:
+                if fields is not None:  # a dead letter: its fields go as binary-safe args
+                    extra = [5 + len(dead_fields), len(fields)]
+                    dead_fields.extend(fields)
+                other.append([entry_id, kind, extra, cmds or []])
+        live_cmds = [cmd for effects in live for cmd in effects.as_lists()]
+        payload = {"l": live_cmds, "a": plain, "x": gone, "o": other,
+                   "n": len(self._held) + 16}
+        args = [self.group, self.consumer, self.keys.base, json.dumps(payload), *dead_fields]
         keys = [self.keys.stream, self.keys.delayed, self.keys.dead]
-        if not live:
-            return await self.scripts("settle", keys, args) if outcomes else []
-        pipe = self.redis.pipeline(transaction=False)
-        for effects in live:
-            for cmd in effects.commands:
-                pipe.execute_command(*cmd)
-        if outcomes:
-            await self.scripts.get("settle")(keys=keys, args=args, client=pipe)
-        replies = await pipe.execute()
-        return replies[-1] if outcomes else []
+        return list(await self.scripts("settle", keys, args))
 
     # ------------------------------------------------------------------ leases
 

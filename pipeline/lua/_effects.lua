@@ -50,3 +50,18 @@ local function owned(stream, group, id, consumer)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
   return #p == 1 and p[1][2] == consumer
 end
+
+-- The same, for effects given as a decoded JSON list of commands: {{CMD, arg, ...}, ...}
+local function check_cmds(cmds, base)
+  for _, cmd in ipairs(cmds) do
+    local name = cmd[1]
+    if not ALLOWED[name] then error('effects: command not allowed: ' .. tostring(name)) end
+    if name ~= 'PUBLISH' and string.sub(cmd[2] or '', 1, #base) ~= base then
+      error('effects: key outside the partition: ' .. tostring(cmd[2]))
+    end
+  end
+end
+
+local function run_cmds(cmds)
+  for _, cmd in ipairs(cmds) do redis.call(unpack(cmd)) end
+end
