@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,14 +78,14 @@ class Producer:
             keys = Keys(self.topic, p)
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
-                args: list[Any] = [keys.dedup(""), self.dedup_ttl_s, keys.base, self.maxlen]
+                events: list[Any] = []
                 for _, item in chunk:
                     fields = encode(item.event, event_id=item.event_id)
-                    args.append(item.event_id)
-                    args.append(len(fields) * 2)
-                    for k, v in fields.items():
-                        args += (k, v)
-                    (item.effects or Effects()).encode(args)
+                    flat = [x for kv in fields.items() for x in kv]
+                    events.append([item.event_id, flat,
+                                   item.effects.as_lists() if item.effects else []])
+                args = [keys.dedup(""), self.dedup_ttl_s, keys.base, self.maxlen,
+                        json.dumps(events)]
                 reply = await self.scripts("produce", [keys.stream], args)
                 for j, (n, item) in enumerate(chunk):
                     entry = reply[2 * j]

@@ -1,41 +1,41 @@
 -- produce: append events idempotently on their event id, with their effects, atomically.
 -- KEYS[1] stream
 -- ARGV[1] dedup key prefix (ends with ':dedup:'), ARGV[2] dedup ttl seconds,
--- ARGV[3] partition base (for effect key checks), ARGV[4] approximate MAXLEN or 0
--- then per event: event_id, nfields, field1, value1, ..., effects block
+-- ARGV[3] partition base (for effect key checks), ARGV[4] approximate MAXLEN or 0,
+-- ARGV[5] JSON list of events: {{event_id, {field, value, ...}, {{CMD, arg, ...}, ...}}, ...}
+-- An event whose id was produced before (within the ttl) appends nothing and runs no effects.
 -- Returns {entry_id_1, is_new_1, entry_id_2, is_new_2, ...}
 --#include effects
 local stream = KEYS[1]
 local prefix, ttl, base, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local events = cjson.decode(ARGV[5])
 
-local i = 5
-while i <= #ARGV do
-  local nf = tonumber(ARGV[i + 1])
-  if nf == nil or nf < 2 or nf % 2 ~= 0 then error('produce: bad field count') end
-  i = check_effects(ARGV, i + 2 + nf, base)
+for _, e in ipairs(events) do
+  local fields = e[2]
+  if type(e[1]) ~= 'string' or #fields < 2 or #fields % 2 ~= 0 then
+    error('produce: bad event')
+  end
+  check_cmds(e[3] or {}, base)
 end
 
 local out = {}
-i = 5
-while i <= #ARGV do
-  local event_id, nf = ARGV[i], tonumber(ARGV[i + 1])
-  local dk = prefix .. event_id
+for _, e in ipairs(events) do
+  local dk = prefix .. e[1]
   local existing = redis.call('GET', dk)
-  local fresh = existing == false
-  if fresh then
+  if existing == false then
     local id
     if maxlen > 0 then
-      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 2, i + 1 + nf))
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(e[2]))
     else
-      id = redis.call('XADD', stream, '*', unpack(ARGV, i + 2, i + 1 + nf))
+      id = redis.call('XADD', stream, '*', unpack(e[2]))
     end
     redis.call('SET', dk, id, 'EX', ttl)
+    run_cmds(e[3] or {})
     out[#out + 1] = id
     out[#out + 1] = 1
   else
     out[#out + 1] = existing
     out[#out + 1] = 0
   end
-  i = run_effects(ARGV, i + 2 + nf, fresh)
 end
 return out
