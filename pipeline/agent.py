@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 class Context:
     """What a handler gets besides the event."""
 
+    __slots__ = ("_effects", "_hooks", "deliveries", "entry_id", "envelope", "keys", "live",
+                 "log", "redis")
+
     def __init__(
         self,
         envelope: Envelope,
@@ -40,14 +43,25 @@ class Context:
     ) -> None:
         self.envelope = envelope
         self.entry_id = entry_id
-        self.attempt = envelope.attempt
         self.deliveries = deliveries
         self.keys = keys
         self.redis = redis
-        self.effects = Effects()
         self.live = live
         self.log = log
         self._hooks = hooks
+        self._effects: Effects | None = None
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run; grows with each retry."""
+        return self.envelope.attempt
+
+    @property
+    def effects(self) -> Effects:
+        """Writes applied in the same atomic step as this entry's ack (only if still owned)."""
+        if self._effects is None:
+            self._effects = Effects()
+        return self._effects
 
     def progress(self, percent: int) -> None:
         """Report progress (0-100). Written behind, within milliseconds, before the outcome."""

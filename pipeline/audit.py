@@ -36,6 +36,8 @@ PROJECTOR_GROUP = "projector-inventory"
 PROJECTION = "inventory"
 CUSTOMERS = "customers"
 _MAX_SEQ = "18446744073709551615"
+_CONFIRMED = b"reservation.confirmed"
+_CANCELLED = b"reservation.cancelled"
 
 
 @dataclass
@@ -66,69 +68,88 @@ class Fold:
                     dict(self.customers), self.entries, self.last_id, list(self.problems))
 
     def fold(self, page: list[Any], skip: frozenset[bytes] = frozenset()) -> None:
-        """Fold one page of raw XRANGE entries (skipping the ids in ``skip``)."""
-        counts, customers, catalog = self.counts, self.customers, self.catalog
-        problem = self.problems.append
+        """Fold one page of raw XRANGE entries (skipping the ids in ``skip``).
+
+        Confirmations, nearly every entry of a busy ledger, take a fast path that only
+        accepts a well-formed, consistent one; anything else goes through ``_entry``."""
+        counts, customers = self.counts, self.customers
+        get_customer = customers.get
         for entry_id, f in page:
             if skip and entry_id in skip:
                 continue
-            if len(f) == 8 and f[2] == b"type" and f[4] == b"v" and f[6] == b"data":
-                etype, version, data = f[3], f[5], f[7]
-            else:
-                d = dict(zip(f[::2], f[1::2], strict=False))
-                etype, version, data = d.get(b"type"), d.get(b"v"), d.get(b"data")
-            try:
-                if version != b"1" or data is None:
-                    raise ValueError(f"version {version!r}")
-                p = from_json(data)
-                if etype == b"reservation.confirmed" or etype == b"reservation.cancelled":
+            if len(f) == 8 and f[3] == _CONFIRMED and f[5] == b"1" and f[2] == b"type" \
+                    and f[6] == b"data":
+                try:
+                    p = from_json(f[7])
                     rid, q, who = p["resource_id"], p["quantity"], p["customer"]
-                    if type(q) is not int or q < 1 or (who is not None and type(who) is not str):
-                        raise ValueError("bad quantity or customer")
-                    cur = counts.get(rid)
-                    if cur is None:
-                        problem(Difference("ledger", f"{entry_id.decode()} {rid}",
-                                           "a defined resource", "undefined"))
+                    cur = counts[rid] - q
+                    if cur == p["remaining"] and cur >= 0 and type(q) is int and q >= 1 \
+                            and (who is None or type(who) is str):
+                        counts[rid] = cur
+                        if who is not None:
+                            customers[who] = get_customer(who, 0) + 1
                         continue
-                    if etype == b"reservation.confirmed":
-                        cur -= q
-                        if cur != p["remaining"]:
-                            problem(Difference("ledger", f"{entry_id.decode()} remaining {rid}",
-                                               cur, p["remaining"]))
-                        if cur < 0:
-                            problem(Difference("ledger", f"{entry_id.decode()} {rid}",
-                                               ">= 0", cur))
-                        if who is not None:
-                            customers[who] = customers.get(who, 0) + 1
-                    else:
-                        cur += q
-                        if who is not None:
-                            customers[who] = customers.get(who, 0) - 1
-                    counts[rid] = cur
-                elif etype == b"reservation.rejected" or etype == b"reservation.requested":
-                    if type(p["resource_id"]) is not str:
-                        raise ValueError("bad resource_id")
-                elif etype == b"inventory.defined":
-                    q = p["quantity"]
-                    if type(q) is not int or q < 0:
-                        raise ValueError("bad quantity")
-                    rid = p["resource_id"]
-                    counts[rid] = q
-                    catalog[rid] = {"kind": p["kind"], "name": p["name"], "price": p["price"],
-                                    "quantity": q, "defined_entry": entry_id.decode()}
-                elif etype == b"inventory.stock_added":
-                    rid, q = p["resource_id"], p["quantity"]
-                    if type(q) is not int or q < 1 or rid not in counts:
-                        raise ValueError("bad quantity or undefined resource")
-                    counts[rid] += q
-                else:
-                    raise ValueError(f"unknown type {etype!r}")
-            except (ValueError, KeyError, TypeError) as exc:
-                problem(Difference("ledger", entry_id.decode(), "a valid event",
-                                   f"{etype!r}: {exc}"))
+                except (ValueError, KeyError, TypeError):
+                    pass
+            self._entry(entry_id, f)
         if page:
             self.entries += len(page) - (len(skip & {e[0] for e in page}) if skip else 0)
             self.last_id = page[-1][0].decode()
+
+    def _entry(self, entry_id: bytes, f: list[bytes]) -> None:
+        """Fold any entry, with every check, reporting what is wrong with it."""
+        counts, customers = self.counts, self.customers
+        problem = self.problems.append
+        d = dict(zip(f[::2], f[1::2], strict=False))
+        etype, version, data = d.get(b"type"), d.get(b"v"), d.get(b"data")
+        eid = entry_id.decode()
+        try:
+            if version != b"1" or data is None:
+                raise ValueError(f"version {version!r}")
+            p = from_json(data)
+            if etype == _CONFIRMED or etype == _CANCELLED:
+                rid, q, who = p["resource_id"], p["quantity"], p["customer"]
+                if type(q) is not int or q < 1 or (who is not None and type(who) is not str):
+                    raise ValueError("bad quantity or customer")
+                cur = counts.get(rid)
+                if cur is None:
+                    problem(Difference("ledger", f"{eid} {rid}", "a defined resource",
+                                       "undefined"))
+                    return
+                if etype == _CONFIRMED:
+                    cur -= q
+                    if cur != p["remaining"]:
+                        problem(Difference("ledger", f"{eid} remaining {rid}", cur,
+                                           p["remaining"]))
+                    if cur < 0:
+                        problem(Difference("ledger", f"{eid} {rid}", ">= 0", cur))
+                    if who is not None:
+                        customers[who] = customers.get(who, 0) + 1
+                else:
+                    cur += q
+                    if who is not None:
+                        customers[who] = customers.get(who, 0) - 1
+                counts[rid] = cur
+            elif etype == b"reservation.rejected" or etype == b"reservation.requested":
+                if type(p["resource_id"]) is not str:
+                    raise ValueError("bad resource_id")
+            elif etype == b"inventory.defined":
+                q = p["quantity"]
+                if type(q) is not int or q < 0:
+                    raise ValueError("bad quantity")
+                rid = p["resource_id"]
+                counts[rid] = q
+                self.catalog[rid] = {"kind": p["kind"], "name": p["name"], "price": p["price"],
+                                     "quantity": q, "defined_entry": eid}
+            elif etype == b"inventory.stock_added":
+                rid, q = p["resource_id"], p["quantity"]
+                if type(q) is not int or q < 1 or rid not in counts:
+                    raise ValueError("bad quantity or undefined resource")
+                counts[rid] += q
+            else:
+                raise ValueError(f"unknown type {etype!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            problem(Difference("ledger", eid, "a valid event", f"{etype!r}: {exc}"))
 
 
 @dataclass

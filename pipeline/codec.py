@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from pipeline.errors import DecodeError
-from schemas.base import EventModel, lookup
+from schemas.base import REGISTRY, EventModel, lookup
 
 Fields = dict[bytes, bytes]
 
@@ -78,6 +78,27 @@ def _int(raw: Mapping[bytes, bytes], name: bytes, default: int | None = None) ->
 
 def decode(raw: Mapping[bytes, bytes] | None) -> Envelope:
     """Decode an entry's raw fields; raises ``DecodeError`` (carrying them) when invalid."""
+    # fast path for a well-formed entry; anything unusual takes the careful path below,
+    # which says exactly what is wrong
+    try:
+        assert raw is not None
+        version_raw = raw[b"v"]
+        attempt_raw = raw.get(b"attempt", b"1")
+        if (version_raw.isdigit() and attempt_raw.isdigit() and len(version_raw) < 10
+                and len(attempt_raw) < 10):
+            event_id = raw[b"id"].decode()
+            event_type = raw[b"type"].decode()
+            attempt = int(attempt_raw)
+            model = REGISTRY.get((event_type, int(version_raw)))
+            if model is not None and 0 < len(event_id) <= 200 and attempt >= 1:
+                payload = model.model_validate_json(raw[b"data"])
+                return Envelope(event_id, event_type, int(version_raw), payload, attempt)
+    except (AssertionError, KeyError, AttributeError, UnicodeDecodeError, ValidationError):
+        pass
+    return _decode_carefully(raw)
+
+
+def _decode_carefully(raw: Mapping[bytes, bytes] | None) -> Envelope:
     if not raw:
         raise DecodeError("empty entry", raw)
     event_id = _text(raw, b"id")

@@ -311,12 +311,13 @@ class Worker:
         """Hold entries and queue them for the slots. ``counted``: read with '>' (1 delivery)."""
         if not counted and deliveries is None:
             deliveries = await self._deliveries([_text(e[0]) for e in entries])
+        now = time.monotonic()
         for raw_id, fields in entries:
-            entry_id = _text(raw_id)
+            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
             if entry_id in self._held:
                 continue
             n = 1 if counted else (deliveries or {}).get(entry_id, 1)
-            held = Held(entry_id, fields or None, n)
+            held = Held(entry_id, fields or None, n, now)
             self._held[entry_id] = held
             self._queue.append(held)
         self.stats.read += len(entries)
@@ -389,8 +390,10 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any handler error is a transient failure
             text = f"{type(exc).__name__}: {exc}"
             return self._retry(held, env, text, None, traceback.format_exc())
-        effects = ctx.effects
-        effects.extend(self.agent.hooks.on_success(env, self.keys, env.attempt))
+        effects = ctx._effects
+        more = self.agent.hooks.on_success(env, self.keys, env.attempt)
+        if more:
+            effects = (effects or Effects()).extend(more)
         return (held.entry_id, "a", 0, effects.as_lists() if effects else None, None)
 
     def _live_effect(self, effects: Effects) -> None:
