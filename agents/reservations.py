@@ -24,8 +24,8 @@ from pipeline.reservations import SEAT_QUEUE, SEATS, SEED_RESOURCES, Decision, I
 from schemas.base import EventModel
 from schemas.reservations import ReservationRequested
 
-#: handlers at once: each is one round trip to the decider
-CONCURRENCY = 50
+#: handlers at once; their decisions share round trips (see pipeline.coalesce)
+CONCURRENCY = 200
 
 
 def outcome_line(job_id: str, decision: Decision) -> str:

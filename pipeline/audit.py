@@ -38,6 +38,7 @@ CUSTOMERS = "customers"
 _MAX_SEQ = "18446744073709551615"
 _CONFIRMED = b"reservation.confirmed"
 _CANCELLED = b"reservation.cancelled"
+_REJECTED = b"reservation.rejected"
 
 
 @dataclass
@@ -74,24 +75,28 @@ class Fold:
         accepts a well-formed, consistent one; anything else goes through ``_entry``."""
         counts, customers = self.counts, self.customers
         get_customer = customers.get
+        parse, confirmed, rejected, slow = from_json, _CONFIRMED, _REJECTED, self._entry
         for entry_id, f in page:
             if skip and entry_id in skip:
                 continue
-            if len(f) == 8 and f[3] == _CONFIRMED and f[5] == b"1" and f[2] == b"type" \
-                    and f[6] == b"data":
+            if len(f) == 8 and f[5] == b"1" and f[2] == b"type" and f[6] == b"data":
+                etype = f[3]
                 try:
-                    p = from_json(f[7])
-                    rid, q, who = p["resource_id"], p["quantity"], p["customer"]
-                    cur = counts[rid] - q
-                    if cur == p["remaining"] and cur >= 0 and type(q) is int and q >= 1 \
-                            and (who is None or type(who) is str):
-                        counts[rid] = cur
-                        if who is not None:
-                            customers[who] = get_customer(who, 0) + 1
+                    if etype == confirmed:
+                        p = parse(f[7])
+                        rid, q, who = p["resource_id"], p["quantity"], p["customer"]
+                        cur = counts[rid] - q
+                        if cur == p["remaining"] and cur >= 0 and type(q) is int and q >= 1 \
+                                and (who is None or type(who) is str):
+                            counts[rid] = cur
+                            if who is not None:
+                                customers[who] = get_customer(who, 0) + 1
+                            continue
+                    elif etype == rejected and type(parse(f[7])["resource_id"]) is str:
                         continue
                 except (ValueError, KeyError, TypeError):
                     pass
-            self._entry(entry_id, f)
+            slow(entry_id, f)
         if page:
             self.entries += len(page) - (len(skip & {e[0] for e in page}) if skip else 0)
             self.last_id = page[-1][0].decode()

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from pipeline.coalesce import Coalescer
 from pipeline.codec import uuid7
 from pipeline.compat import seed
 from pipeline.errors import NotFound, ValidationFailed
@@ -169,6 +170,8 @@ class Inventory:
         self.partition = partition
         self.k = LedgerKeys(partition)
         self.scripts = Scripts(redis)
+        # concurrent decisions of this process share round trips (each stays atomic)
+        self._decide = Coalescer(redis, "decide")
 
     @property
     def keys(self) -> Keys:
@@ -227,8 +230,7 @@ class Inventory:
         check_resource_id(resource_id)
         check_quantity(quantity)
         check_customer(customer)
-        dup, text = await self.scripts(
-            "decide",
+        dup, text = await self._decide(
             [self.k.ledger, self.k.stock, self.k.catalog, self.k.decision(reservation_id)],
             [resource_id, quantity, f"{reservation_id}/decision",
              _common(reservation_id, resource_id, quantity, customer)],

@@ -1,0 +1,337 @@
+"""Reservations: decider, projector and audit throughput against raw redis-py (not a test).
+
+Prints one JSON object. Every figure is measured in the same run, on one embedded server
+started in a temporary folder (the ledger is the real one, so never a server given by URL):
+
+- ``agent``: N seat requests queued (``ReservationRequested`` on a bench queue), then the seat
+  agent (``agents.reservations``: one ``lua/decide.lua`` call per request, settle per batch)
+  drains them. Baseline: one redis-py consumer, XREADGROUP COUNT 1000, one minimal
+  decide-and-append Lua call per entry, all of a batch pipelined with its XACK.
+  Half the requests find stock, so both outcomes are timed, and oversell is checked.
+- ``projector``: the inventory projector folds the ledger (``--fold`` entries) from its
+  start. Baseline: XREADGROUP COUNT 1000, ``json.loads`` + one HINCRBY per entry, pipelined
+  with the batch's XACK.
+- ``audit``: the ledger is filled to ``--ledger`` entries (1,000,000 by default; server-side,
+  not timed), then ``pipeline.audit.audit`` folds all of it and compares. Baseline: redis-py
+  ``xrange`` pages of 10,000 read and nothing else (the read alone). ``replay`` (the full
+  rebuild, pydantic-validated, into shadow keys and swapped) is timed on the same ledger.
+
+    python bench/reservations.py                       # about a minute
+    python bench/reservations.py --agent 50000 --ledger 2000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents import reservations as seat_agent  # noqa: E402
+from agents.inventory_projector import agent as projector  # noqa: E402
+from agents.inventory_projector import projection  # noqa: E402
+from pipeline.audit import audit  # noqa: E402
+from pipeline.codec import uuid7  # noqa: E402
+from pipeline.keys import Keys, job_topic  # noqa: E402
+from pipeline.producer import Outgoing, Producer  # noqa: E402
+from pipeline.replay import replay  # noqa: E402
+from pipeline.reservations import Inventory, Resource  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.testing import start_server  # noqa: E402
+from pipeline.worker import Worker  # noqa: E402
+from schemas.reservations import ReservationRequested  # noqa: E402
+
+POLL_S = 0.01
+BATCH = 1000
+
+RAW_DECIDE = """
+local stock = redis.call('HGET', KEYS[2], ARGV[1])
+local q = tonumber(ARGV[2])
+if stock and tonumber(stock) >= q then
+  local left = redis.call('HINCRBY', KEYS[2], ARGV[1], -q)
+  return redis.call('XADD', KEYS[1], '*', 'type', 'confirmed', 'id', ARGV[3], 'left', left)
+end
+return redis.call('XADD', KEYS[1], '*', 'type', 'rejected', 'id', ARGV[3])
+"""
+
+#: fill the ledger server-side: ARGV[1] count, ARGV[2] first n, ARGV[3..] resource ids.
+#: Every 10th request is rejected; the others confirm 1 and record what is left.
+FILL = """
+local ledger, stock = KEYS[1], KEYS[2]
+local count, first = tonumber(ARGV[1]), tonumber(ARGV[2])
+local res = {}
+for i = 3, #ARGV do res[#res + 1] = ARGV[i] end
+for n = first, first + count - 1 do
+  local r = res[(n % #res) + 1]
+  local rid = 'fill-' .. n
+  local common = '"reservation_id":"' .. rid .. '","resource_id":"' .. r .. '","quantity":1'
+  if n % 10 == 9 then
+    redis.call('XADD', ledger, '*', 'id', rid .. '/decision', 'type', 'reservation.rejected',
+      'v', '1', 'data', '{' .. common .. ',"customer":null,"reason":"not_enough"}')
+  else
+    local left = redis.call('HINCRBY', stock, r, -1)
+    redis.call('XADD', ledger, '*', 'id', rid .. '/decision', 'type', 'reservation.confirmed',
+      'v', '1', 'data', '{' .. common .. ',"customer":"c' .. (n % 1000) .. '","remaining":'
+      .. left .. '}')
+  end
+end
+return first + count
+"""
+
+
+def settings_for(url: str, args: argparse.Namespace) -> Settings:
+    return Settings(redis_url=url, log_level="error", log_format="json",
+                    batch_size=BATCH, flush_ms=args.flush_ms)
+
+
+async def wait_until(check: Any, timeout: float) -> float:
+    """Poll ``check`` every POLL_S; returns the seconds until it held."""
+    t0 = time.perf_counter()
+    while not await check():
+        if time.perf_counter() - t0 > timeout:
+            raise RuntimeError("timed out")
+        await asyncio.sleep(POLL_S)
+    return time.perf_counter() - t0
+
+
+async def group_done(r: aioredis.Redis, stream: str, group: str, n: int) -> bool:
+    try:
+        groups = await r.xinfo_groups(stream)
+    except Exception:  # noqa: BLE001 - no stream or group yet
+        return False
+    for g in groups:
+        if g["name"] in (group, group.encode()):
+            return int(g.get("entries-read") or 0) >= n and int(g["pending"]) == 0 \
+                and not g.get("lag")
+    return False
+
+
+# --------------------------------------------------------------------------- agent
+
+
+async def queue_requests(r: aioredis.Redis, queue: str, resource: str, n: int) -> None:
+    producer = Producer(r, job_topic(queue))
+    for lo in range(0, n, BATCH):
+        await producer.publish_many(
+            Outgoing(ReservationRequested(reservation_id=f"{queue}:{i}", resource_id=resource,
+                                          customer=f"c{i % 1000}"), f"{queue}:{i}")
+            for i in range(lo, min(n, lo + BATCH)))
+
+
+async def bench_agent(r: aioredis.Redis, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    n = args.agent
+    inv = Inventory(r)
+    resource = "bench-seats"
+    await inv.reset([Resource(resource, "seats", "Bench seats", 0, n // 2)])
+    queue = "bench_reserve_seat"
+    await queue_requests(r, queue, resource, n)
+    agent = seat_agent.agent(queue, echo=None, concurrency=args.concurrency)
+    worker = Worker(agent, r, settings_for(url, args))
+    before = await r.xlen(inv.k.ledger)
+    task = asyncio.create_task(worker.run())
+    await worker.ready.wait()
+    seconds = await wait_until(
+        lambda: group_done(r, Keys(job_topic(queue)).stream, agent.group, n), 600)
+    worker.stop()
+    await task
+    outcomes = await r.xlen(inv.k.ledger) - before
+    left = await inv.available(resource)
+
+    # the baseline: the same requests, a minimal decide Lua per entry, pipelined per batch
+    raw_queue = "bench_raw_seat"
+    raw_stock, raw_ledger = "bench:raw:stock", "bench:raw:ledger"
+    await r.hset(raw_stock, resource, n // 2)
+    await queue_requests(r, raw_queue, resource, n)
+    stream = Keys(job_topic(raw_queue)).stream
+    await r.xgroup_create(stream, "raw", id="0")
+    decide = r.register_script(RAW_DECIDE)
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        reply = await r.xreadgroup("raw", "raw-1", {stream: ">"}, count=BATCH, block=100)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            continue
+        pipe = r.pipeline(transaction=False)
+        for _, fields in entries:
+            data = json.loads(fields[b"data"])
+            await decide(keys=[raw_ledger, raw_stock],
+                         args=[data["resource_id"], data["quantity"], data["reservation_id"]],
+                         client=pipe)
+        pipe.xack(stream, "raw", *[e[0] for e in entries])
+        await pipe.execute()
+        done += len(entries)
+    raw_seconds = time.perf_counter() - t0
+    return {
+        "requests": n, "stock": n // 2, "concurrency": args.concurrency,
+        "decisions_per_s": round(n / seconds), "seconds": round(seconds, 3),
+        "ledger_outcomes": outcomes, "left": left,
+        "oversold": max(0, -(left or 0)) + max(0, (n // 2 - (left or 0)) - n // 2),
+        "confirmed": n // 2 - (left or 0),
+        "raw_per_s": round(n / raw_seconds),
+        "ratio_to_raw": round((n / seconds) / (n / raw_seconds), 3),
+    }
+
+
+# --------------------------------------------------------------------------- projector
+
+
+async def fill(r: aioredis.Redis, inv: Inventory, upto: int, resources: list[str]) -> int:
+    """Append rejected/confirmed outcomes server-side until the ledger holds ``upto``."""
+    script = r.register_script(FILL)
+    have = int(await r.xlen(inv.k.ledger))
+    n = int(await r.incrby("bench:fill:n", 0))
+    while have < upto:
+        count = min(20_000, upto - have)
+        n = int(await script(keys=[inv.k.ledger, inv.k.stock], args=[count, n, *resources]))
+        have += count
+    await r.set("bench:fill:n", n)
+    return have
+
+
+async def bench_projector(r: aioredis.Redis, url: str, args: argparse.Namespace
+                          ) -> dict[str, Any]:
+    inv = Inventory(r)
+    resources = [f"b{i}" for i in range(1, 5)]
+    await inv.reset([Resource(x, "product", f"Bench {x}", 1, 10**9) for x in resources])
+    total = await fill(r, inv, args.fold, resources)
+    worker = Worker(projector, r, settings_for(url, args))
+    task = asyncio.create_task(worker.run())
+    await worker.ready.wait()
+    seconds = await wait_until(lambda: group_done(r, inv.k.ledger, projection.group, total), 600)
+    worker.stop()
+    await task
+
+    # the baseline: json.loads + HINCRBY per entry, pipelined with the batch's XACK
+    await r.xgroup_create(inv.k.ledger, "raw-fold", id="0")
+    t0 = time.perf_counter()
+    done = 0
+    while done < total:
+        reply = await r.xreadgroup("raw-fold", "raw-1", {inv.k.ledger: ">"}, count=BATCH,
+                                   block=100)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            continue
+        pipe = r.pipeline(transaction=False)
+        for _, fields in entries:
+            data = json.loads(fields[b"data"])
+            if fields[b"type"] == b"reservation.confirmed":
+                pipe.hincrby("bench:raw:fold", data["resource_id"], -data["quantity"])
+        pipe.xack(inv.k.ledger, "raw-fold", *[e[0] for e in entries])
+        await pipe.execute()
+        done += len(entries)
+    raw_seconds = time.perf_counter() - t0
+    report = await audit(r)
+    return {
+        "entries": total, "folded_per_s": round(total / seconds), "seconds": round(seconds, 3),
+        "raw_per_s": round(total / raw_seconds),
+        "ratio_to_raw": round((total / seconds) / (total / raw_seconds), 3),
+        "audit_ok_after": report.ok,
+    }
+
+
+# --------------------------------------------------------------------------- audit
+
+
+async def bench_audit(r: aioredis.Redis, args: argparse.Namespace) -> dict[str, Any]:
+    inv = Inventory(r)
+    resources = [f"b{i}" for i in range(1, 5)]
+    t0 = time.perf_counter()
+    total = await fill(r, inv, args.ledger, resources)
+    fill_s = time.perf_counter() - t0
+    memory = (await r.info("memory"))["used_memory"]
+    runs = []
+    for _ in range(args.repeat):
+        report = await audit(r)
+        if not report.ok:
+            raise RuntimeError(f"audit found differences: {report.differences[:5]}")
+        runs.append(report.seconds)
+    seconds = sorted(runs)[len(runs) // 2]
+
+    # the baseline: redis-py's xrange, pages of 10,000, read and parsed, nothing else
+    raw_runs = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        start, seen = "-", 0
+        while True:
+            page = await r.xrange(inv.k.ledger, start, "+", count=10_000)
+            seen += len(page)
+            if len(page) < 10_000:
+                break
+            start = "(" + page[-1][0].decode()
+        raw_runs.append(time.perf_counter() - t0)
+    raw_seconds = sorted(raw_runs)[len(raw_runs) // 2]
+    assert seen == total
+
+    out: dict[str, Any] = {
+        "entries": total, "fill_s": round(fill_s, 1),
+        "server_used_memory_mb": round(memory / 2**20),
+        "audit_events_per_s": round(total / seconds), "audit_s": round(seconds, 3),
+        "audit_runs_s": [round(x, 3) for x in runs],
+        "raw_xrange_read_per_s": round(total / raw_seconds),
+        "ratio_to_raw": round(raw_seconds / seconds, 3),
+        "aim_events_per_s": 200_000,
+    }
+    if not args.no_replay:
+        t0 = time.perf_counter()
+        result = await replay(r, projection)
+        replay_s = time.perf_counter() - t0
+        out["replay_events_per_s"] = round(result.entries / replay_s)
+        out["replay_s"] = round(replay_s, 2)
+        out["audit_ok_after_replay"] = (await audit(r)).ok
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-reservations-"))
+    server = start_server(folder / "redis")
+    r = aioredis.Redis.from_url(server.url, socket_timeout=120)
+    try:
+        version = (await r.info("server")).get("valkey_version") or \
+            (await r.info("server")).get("redis_version")
+        result: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "server": f"valkey {version} (embedded, unix socket)"},
+        }
+        if "agent" in args.only:
+            result["agent"] = await bench_agent(r, server.url, args)
+        if "projector" in args.only:
+            result["projector"] = await bench_projector(r, server.url, args)
+        if "audit" in args.only:
+            result["audit"] = await bench_audit(r, args)
+        return result
+    finally:
+        await r.aclose()
+        server.stop()
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--agent", type=int, default=20_000, help="seat requests for the agent")
+    p.add_argument("--concurrency", type=int, default=seat_agent.CONCURRENCY)
+    p.add_argument("--fold", type=int, default=200_000, help="ledger entries to project")
+    p.add_argument("--ledger", type=int, default=1_000_000, help="ledger entries to audit")
+    p.add_argument("--repeat", type=int, default=3, help="audit runs (median)")
+    p.add_argument("--flush-ms", type=float, default=2.0)
+    p.add_argument("--no-replay", action="store_true", help="skip timing the full replay")
+    p.add_argument("--only", nargs="+", default=["agent", "projector", "audit"],
+                   choices=["agent", "projector", "audit"])
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(parse())), indent=2))
