@@ -273,3 +273,26 @@ async def test_a_queued_seat_request_is_an_event_on_the_reserve_seat_queue(inv):
         ReservationRequested(reservation_id="reserve_seat:2", resource_id=SEATS, customer="zoe"),
     ]
     assert await inv.available(SEATS) == 50  # queued, not decided
+
+
+# -- concurrent decisions share round trips (pipeline.coalesce) ------------------------------
+
+
+async def test_decisions_still_work_after_the_server_forgot_its_scripts(inv):
+    await inv.decide("before", "1", 1)
+    await inv.redis.script_flush()
+    decisions = await asyncio.gather(*(inv.decide(f"after{n}", "2", 1) for n in range(20)))
+    assert [d.status for d in decisions].count("confirmed") == 10
+    assert await inv.available("2") == 0
+
+
+async def test_one_failing_decision_does_not_fail_the_others_sent_with_it(inv):
+    from redis.exceptions import ResponseError
+
+    await inv.redis.hset(inv.k.stock, "4", "not a number")
+    results = await asyncio.gather(
+        inv.decide("a", "1", 1), inv.decide("b", "4", 1), inv.decide("c", "2", 1),
+        return_exceptions=True)
+    assert isinstance(results[1], ResponseError) and "not a number" in str(results[1])
+    assert [r.status for r in (results[0], results[2])] == ["confirmed", "confirmed"]
+    assert await inv.get_decision("b") is None
