@@ -31,26 +31,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import psutil
 import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents import reservations as seat_agent  # noqa: E402
-from agents.inventory_projector import agent as projector  # noqa: E402
-from agents.inventory_projector import projection  # noqa: E402
-from pipeline.audit import audit  # noqa: E402
-from pipeline.codec import uuid7  # noqa: E402
-from pipeline.keys import Keys, job_topic  # noqa: E402
-from pipeline.producer import Outgoing, Producer  # noqa: E402
-from pipeline.replay import replay  # noqa: E402
-from pipeline.reservations import Inventory, Resource  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.testing import start_server  # noqa: E402
-from pipeline.worker import Worker  # noqa: E402
-from schemas.reservations import ReservationRequested  # noqa: E402
+from agents import reservations as seat_agent
+from agents.inventory_projector import agent as projector
+from agents.inventory_projector import projection
+from pipeline.audit import audit
+from pipeline.keys import Keys, job_topic
+from pipeline.producer import Outgoing, Producer
+from pipeline.replay import read_pages, replay
+from pipeline.reservations import SEED_RESOURCES, Inventory, Resource
+from pipeline.settings import Settings
+from pipeline.testing import start_server
+from pipeline.worker import Worker
+from schemas.reservations import ReservationRequested
 
 POLL_S = 0.01
 BATCH = 1000
@@ -93,6 +93,31 @@ return first + count
 def settings_for(url: str, args: argparse.Namespace) -> Settings:
     return Settings(redis_url=url, log_level="error", log_format="json",
                     batch_size=BATCH, flush_ms=args.flush_ms)
+
+
+class Contention:
+    """CPU the host spent on anything but this process and the server, as a share of all
+    cores, while a block ran: other sessions on a shared machine show up here."""
+
+    def __init__(self, r: aioredis.Redis) -> None:
+        self.r = r
+
+    async def _sample(self) -> tuple[float, float, float, float]:
+        t = psutil.cpu_times()
+        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        mine = sum(psutil.Process().cpu_times()[:2])
+        info = await self.r.info("cpu")
+        server = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return time.perf_counter(), busy, mine, server
+
+    async def __aenter__(self) -> Self:
+        self.start = await self._sample()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        end = await self._sample()
+        wall, busy, mine, server = (b - a for a, b in zip(self.start, end, strict=True))
+        self.share = round(max(0.0, busy - mine - server) / (wall * (os.cpu_count() or 1)), 3)
 
 
 async def wait_until(check: Any, timeout: float) -> float:
@@ -138,14 +163,21 @@ async def bench_agent(r: aioredis.Redis, url: str, args: argparse.Namespace) -> 
     await queue_requests(r, queue, resource, n)
     agent = seat_agent.agent(queue, echo=None, concurrency=args.concurrency)
     worker = Worker(agent, r, settings_for(url, args))
-    before = await r.xlen(inv.k.ledger)
+    await inv.ensure_defined(SEED_RESOURCES)  # what the agent's setup does: not timed
+    tip = await r.xrevrange(inv.k.ledger, count=1)
+    before = tip[0][0].decode()
     task = asyncio.create_task(worker.run())
     await worker.ready.wait()
     seconds = await wait_until(
         lambda: group_done(r, Keys(job_topic(queue)).stream, agent.group, n), 600)
     worker.stop()
     await task
-    outcomes = await r.xlen(inv.k.ledger) - before
+    outcomes = confirmed = 0
+    async for page in read_pages(r, inv.k.ledger, f"({before}", "+"):
+        for _, fields in page:
+            outcomes += 1
+            data = json.loads(fields[7])
+            confirmed += fields[3] == b"reservation.confirmed" and data["resource_id"] == resource
     left = await inv.available(resource)
 
     # the baseline: the same requests, a minimal decide Lua per entry, pipelined per batch
@@ -176,9 +208,8 @@ async def bench_agent(r: aioredis.Redis, url: str, args: argparse.Namespace) -> 
     return {
         "requests": n, "stock": n // 2, "concurrency": args.concurrency,
         "decisions_per_s": round(n / seconds), "seconds": round(seconds, 3),
-        "ledger_outcomes": outcomes, "left": left,
-        "oversold": max(0, -(left or 0)) + max(0, (n // 2 - (left or 0)) - n // 2),
-        "confirmed": n // 2 - (left or 0),
+        "ledger_outcomes": outcomes, "confirmed": confirmed, "left": left,
+        "oversold": max(0, confirmed - n // 2),
         "raw_per_s": round(n / raw_seconds),
         "ratio_to_raw": round((n / seconds) / (n / raw_seconds), 3),
     }
@@ -251,12 +282,14 @@ async def bench_audit(r: aioredis.Redis, args: argparse.Namespace) -> dict[str, 
     total = await fill(r, inv, args.ledger, resources)
     fill_s = time.perf_counter() - t0
     memory = (await r.info("memory"))["used_memory"]
-    runs = []
+    runs, other = [], []
     for _ in range(args.repeat):
-        report = await audit(r)
+        async with Contention(r) as busy:
+            report = await audit(r)
         if not report.ok:
             raise RuntimeError(f"audit found differences: {report.differences[:5]}")
         runs.append(report.seconds)
+        other.append(busy.share)
     seconds = sorted(runs)[len(runs) // 2]
 
     # the baseline: redis-py's xrange, pages of 10,000, read and parsed, nothing else
@@ -279,6 +312,7 @@ async def bench_audit(r: aioredis.Redis, args: argparse.Namespace) -> dict[str, 
         "server_used_memory_mb": round(memory / 2**20),
         "audit_events_per_s": round(total / seconds), "audit_s": round(seconds, 3),
         "audit_runs_s": [round(x, 3) for x in runs],
+        "other_cpu_share_per_run": other,
         "raw_xrange_read_per_s": round(total / raw_seconds),
         "ratio_to_raw": round(raw_seconds / seconds, 3),
         "aim_events_per_s": 200_000,
@@ -305,7 +339,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             (await r.info("server")).get("redis_version")
         result: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "server": f"valkey {version} (embedded, unix socket)"},
+                        "server": f"valkey {version} (embedded, unix socket)",
+                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         }
         if "agent" in args.only:
             result["agent"] = await bench_agent(r, server.url, args)
