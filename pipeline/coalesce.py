@@ -29,9 +29,13 @@ class Coalescer:
         self.max_batch = max_batch
         self._queue: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a sender of a loop that is gone never runs again
+            self._loop, self._queue, self._sender = loop, [], None
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((keys, args, future))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_all())
