@@ -278,6 +278,7 @@ async def bench_projector(r: aioredis.Redis, url: str, args: argparse.Namespace
 async def bench_audit(r: aioredis.Redis, args: argparse.Namespace) -> dict[str, Any]:
     inv = Inventory(r)
     resources = [f"b{i}" for i in range(1, 5)]
+    await inv.ensure_defined([Resource(x, "product", f"Bench {x}", 1, 10**9) for x in resources])
     t0 = time.perf_counter()
     total = await fill(r, inv, args.ledger, resources)
     fill_s = time.perf_counter() - t0
