@@ -48,7 +48,36 @@ def _check_run(out: str, first_id: int) -> list[str]:
                     < lines.index(f"Notification job {job_id} completed"))
     assert "Summary: 11 jobs, 9 completed, 2 failed and dead-lettered, 0 pending" in lines
     assert sum(line.startswith("Sending notification to") for line in lines) == 9
+    _check_reservations(lines)
     return ids
+
+
+def _check_reservations(lines: list[str]) -> None:
+    """The second half: products and seats through the seed's routes, then the audit."""
+    products = seed()["products"]["items"]
+    assert ("GET /list_products -> " + json.dumps(
+        [{k: p[k] for k in ("itemId", "itemName", "price", "initialAvailableQuantity")}
+         for p in products], separators=(",", ":"))) in lines
+    for p in products:
+        n, stock = p["itemId"], p["initialAvailableQuantity"]
+        confirmed = f'GET /reserve_product/{n} -> {{"status":"Reservation confirmed","itemId":{n}}}'
+        refused = (f'GET /reserve_product/{n} -> '
+                   f'{{"status":"Not enough stock available","itemId":{n}}}  (x2)')
+        assert (confirmed + (f"  (x{stock})" if stock > 1 else "")) in lines
+        assert refused in lines
+    assert 'GET /reserve_product/9 -> {"status":"Product not found"}' in lines
+    assert 'GET /reserve_product/1abc -> {"status":"Product not found"}' in lines
+    assert 'GET /reserve_seat -> {"status":"Reservation in process"}  (x52)' in lines
+    assert 'GET /process -> {"status":"Queue processing"}' in lines
+    assert 'GET /available_seats -> {"numberOfAvailableSeats":"0"}' in lines
+    assert 'GET /reserve_seat -> {"status":"Reservation are blocked"}' in lines
+    seat_lines = [x for x in lines if x.startswith("Seat reservation job")]
+    assert sum(x.endswith(" completed") for x in seat_lines) == 50
+    assert sum(x.endswith(" failed: Not enough seats available") for x in seat_lines) == 2
+    for rid in ("1", "2", "3", "4", "seats"):
+        row = next(x.split() for x in lines if x.split()[:1] == [rid])
+        assert row[-2:] == ["0", "0"], row  # sold out, in the write model and the read model
+    assert lines[-1] == "audit: OK"
 
 
 @pytest.mark.timeout(240)

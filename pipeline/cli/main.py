@@ -58,6 +58,7 @@ def demo(
     Example: pipeline demo
     """
     from pipeline.demo import print_summary, run_demo
+    from pipeline.demo_reservations import print_reservation_summary, run_reservations
 
     overrides = ctx.find_root().obj.overrides if ctx.find_root().obj else {}
     if "log_level" not in overrides:
@@ -69,10 +70,13 @@ def demo(
         print(CONNECTED_LINE, flush=True)
         try:
             summary = await run_demo(redis, s, sys.stdout, timeout, endpoint)
+            print_summary(summary, sys.stdout)
+            reservations = await run_reservations(redis, s, sys.stdout, timeout)
+            print_reservation_summary(reservations, sys.stdout)
         finally:
             await redis.aclose()
-        print_summary(summary, sys.stdout)
-        return 0 if summary.done and summary.pending == 0 else 1
+        ok = summary.done and summary.pending == 0 and reservations.audit_ok
+        return 0 if ok else 1
 
     raise typer.Exit(run(body))
 
