@@ -49,10 +49,10 @@ class EffectWrites:
 
     __slots__ = ("effects", "keys", "names")
 
-    def __init__(self, effects: Effects, keys: Keys, models: Iterable[str]) -> None:
+    def __init__(self, effects: Effects, keys: Keys, names: dict[str, str]) -> None:
         self.effects = effects
         self.keys = keys
-        self.names = {m: keys.proj(m) for m in models}
+        self.names = names  # model -> its key (``Projection.model_keys``)
 
     def hset(self, model: str, field: str, value: int) -> None:
         self.effects.hset(self.names[model], {field: value})
@@ -106,14 +106,21 @@ class Projection:
 def projector_agent(projection: Projection) -> Agent:
     """The agent that keeps ``projection``'s read models up to date from its topic."""
     name = projection.name
+    #: per partition: the read models' keys and the checkpoint's (built once, not per entry)
+    names: dict[Keys, tuple[dict[str, str], str]] = {}
 
     async def project(event: EventModel, ctx: Context) -> None:
-        writes = EffectWrites(ctx.effects, ctx.keys, projection.models)
+        known = names.get(ctx.keys)
+        if known is None:
+            known = names[ctx.keys] = (projection.model_keys(ctx.keys),
+                                       ctx.keys.checkpoint(name))
+        models, checkpoint = known
+        writes = EffectWrites(ctx.effects, ctx.keys, models)
         try:
             projection.apply(ctx.envelope.type, event.model_dump(), writes)
         except Exception as exc:  # a retry would re-append the entry to the log: dead-letter it
             raise Fail(f"projection {name!r} cannot fold {ctx.envelope.type}: {exc!r}") from exc
-        ctx.effects.command("SET", ctx.keys.checkpoint(name), ctx.entry_id)
+        ctx.effects.command("SET", checkpoint, ctx.entry_id)
 
     return Agent(
         name=projection.group,
