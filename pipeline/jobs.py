@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from pipeline.agent import Context, Hooks
-from pipeline.codec import Envelope, encode
+from pipeline.codec import Envelope, uuid7
 from pipeline.effects import Effects
 from pipeline.errors import ConfigError, JobsNotAnArray, NotFound, ValidationFailed
 from pipeline.keys import Keys, check_name, job_topic
@@ -64,9 +64,18 @@ class JobHooks(Hooks):
         self.events_maxlen = events_maxlen
 
     def _emit(self, effects: Effects, keys: Keys, event: EventModel) -> Effects:
-        fields = encode(event)
-        effects.xadd(keys.events, dict(fields), maxlen=self.events_maxlen)
-        effects.publish(keys.channel, json.dumps(fields))
+        return self._emit_data(effects, keys, event.EVENT_TYPE,
+                               event.model_dump_json(by_alias=True))
+
+    def _emit_data(self, effects: Effects, keys: Keys, event_type: str, data: str) -> Effects:
+        """Append a lifecycle event (``data`` already JSON) to the events stream and channel.
+        The hot path builds ``data`` itself from trusted values, skipping a model per event."""
+        event_id = uuid7()
+        fields = {"id": event_id, "type": event_type, "v": "1", "data": data}
+        effects.xadd(keys.events, fields, maxlen=self.events_maxlen)
+        # the channel's message is the envelope with ``data`` as an object (no re-escaping)
+        effects.publish(keys.channel,
+                        f'{{"id":"{event_id}","type":"{event_type}","v":"1","data":{data}}}')
         return effects
 
     def redriven(self, keys: Keys, job_id: str, queue: str) -> Effects:
@@ -86,8 +95,9 @@ class JobHooks(Hooks):
             ctx.keys.job(job.job_id),
             {"state": "active", "progress": percent, "updated_at": _now_ms()},
         )
-        return self._emit(effects, ctx.keys, JobProgress(job_id=job.job_id, queue=job.queue,
-                                                         percent=percent))
+        data = json.dumps({"job_id": job.job_id, "queue": job.queue, "percent": percent},
+                          separators=(",", ":"))
+        return self._emit_data(effects, ctx.keys, JobProgress.EVENT_TYPE, data)
 
     def on_success(self, env: Envelope, keys: Keys, attempt: int) -> Effects | None:
         job = env.data
@@ -99,8 +109,9 @@ class JobHooks(Hooks):
             {"state": "completed", "progress": 100, "attempts": attempt, "error": "",
              "updated_at": now, "completed_at": now},
         )
-        return self._emit(effects, keys, JobCompleted(job_id=job.job_id, queue=job.queue,
-                                                      attempt=attempt))
+        data = json.dumps({"job_id": job.job_id, "queue": job.queue, "attempt": attempt},
+                          separators=(",", ":"))
+        return self._emit_data(effects, keys, JobCompleted.EVENT_TYPE, data)
 
     def on_retry(self, env: Envelope, keys: Keys, attempt: int, error: str, delay_ms: int
                  ) -> Effects | None:

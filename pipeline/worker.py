@@ -53,6 +53,11 @@ def backoff_ms(attempt: int, base_ms: int, max_ms: int) -> int:
     return ceiling // 2 + random.randint(0, ceiling - ceiling // 2)
 
 
+#: a slot yields to the event loop after this many entries (see ``_slot``)
+YIELD_EVERY = 64
+#: the settler sends what has finished without waiting once this many are ready
+SETTLE_CHUNK = 256
+
 #: (entry id, kind a|r|d|x, extra, effect commands or None, dead-letter fields or None)
 Outcome = tuple[str, str, Any, list[list[str]] | None, list[Any] | None]
 
@@ -337,6 +342,7 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     async def _slot(self) -> None:
+        done = 0
         while True:
             if not self._queue:
                 self._work.clear()
@@ -351,6 +357,11 @@ class Worker:
             self._outcomes.append(outcome)
             # the settler batches whatever finished within flush_ms: one round trip for all
             self._settle_wake.set()
+            done += 1
+            if done % YIELD_EVERY == 0:
+                # a handler that never awaits would otherwise run the whole batch in one
+                # step; yielding lets the settler and the reader overlap with the handling
+                await asyncio.sleep(0)
 
     async def _process(self, held: Held) -> Outcome:
         """Run one entry and turn what happened into its outcome."""
@@ -448,7 +459,7 @@ class Worker:
                 if self._stopped.is_set():
                     return
                 continue
-            if flush and len(self._outcomes) < self.settings.batch_size and self._running:
+            if flush and len(self._outcomes) < SETTLE_CHUNK and self._running:
                 await asyncio.sleep(flush)  # let a few more finish: one round trip for all
             await self._with_reconnect(self._settle_once)
             if self._stopped.is_set() and not self._outcomes and not self._live:

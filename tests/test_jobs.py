@@ -160,7 +160,9 @@ async def test_lifecycle_events_are_also_published_live(redis, settings):
         async def collect() -> bool:
             msg = await pubsub.get_message(timeout=0.1)
             if msg and msg["type"] == "message":
-                seen.append(json.loads(msg["data"])["type"])
+                event = json.loads(msg["data"])
+                assert event["data"]["job_id"] == job_id and event["v"] == "1"
+                seen.append(event["type"])
             return "job.completed" in seen
 
         await wait_for(collect)

@@ -62,6 +62,20 @@ local function check_cmds(cmds, base)
   end
 end
 
+-- A PUBLISH to a channel nobody listens to is skipped: live fan-out is lossy by nature,
+-- and a job's lifecycle is on its events stream anyway. Asked once per channel per call.
+local listeners = {}
 local function run_cmds(cmds)
-  for _, cmd in ipairs(cmds) do redis.call(unpack(cmd)) end
+  for _, cmd in ipairs(cmds) do
+    if cmd[1] == 'PUBLISH' then
+      local n = listeners[cmd[2]]
+      if n == nil then
+        n = redis.call('PUBSUB', 'NUMSUB', cmd[2])[2]
+        listeners[cmd[2]] = n
+      end
+      if n > 0 then redis.call('PUBLISH', cmd[2], cmd[3]) end
+    else
+      redis.call(unpack(cmd))
+    end
+  end
 end
