@@ -15,8 +15,17 @@ started in a temporary folder (the ledger is the real one, so never a server giv
   not timed), then ``pipeline.audit.audit`` folds all of it and compares. Baseline: redis-py
   ``xrange`` pages of 10,000 read and nothing else (the read alone). ``replay`` (the full
   rebuild, pydantic-validated, into shadow keys and swapped) is timed on the same ledger.
+- ``http``: a real ``pipeline serve`` subprocess (REDIS_URL: this server) on a free loopback
+  port; ``--http-clients`` concurrent httpx clients (a keep-alive connection each) POST
+  ``/v1/reservations`` (a fresh ``Idempotency-Key`` each) against a product with
+  ``--http-stock`` units, until ``--http`` requests or ``--http-seconds`` elapsed. Reports
+  decisions/s, p50/p99 latency, errors, and oversell (confirmed on the ledger <= stock).
+  Baseline: as many decisions made with redis-py directly, ``lua/decide.lua`` by EVALSHA, at
+  the same concurrency (one call per round trip); ``Inventory.decide`` in-process (calls
+  coalesced) is reported beside it.
 
-    python bench/reservations.py                       # about a minute
+    python bench/reservations.py                       # about two minutes
+    python bench/reservations.py --only http           # about half a minute
     python bench/reservations.py --agent 50000 --ledger 2000000
 """
 
@@ -24,9 +33,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -46,7 +58,8 @@ from pipeline.audit import audit
 from pipeline.keys import Keys, job_topic
 from pipeline.producer import Outgoing, Producer
 from pipeline.replay import read_pages, replay
-from pipeline.reservations import SEED_RESOURCES, Inventory, Resource
+from pipeline.reservations import SEED_RESOURCES, Inventory, Resource, _common
+from pipeline.scripts import source
 from pipeline.settings import Settings
 from pipeline.testing import start_server
 from pipeline.worker import Worker
@@ -328,6 +341,175 @@ async def bench_audit(r: aioredis.Redis, args: argparse.Namespace) -> dict[str, 
     return out
 
 
+# --------------------------------------------------------------------------- http
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+async def start_api(url: str, folder: Path) -> tuple[asyncio.subprocess.Process, int, Path]:
+    """``pipeline serve --port 0`` (a free port, printed on its ready line), on loopback."""
+    exe = shutil.which("pipeline", path=str(Path(sys.executable).parent)) or "pipeline"
+    log = folder / "serve.log"
+    env = {**os.environ, "REDIS_URL": url, "PIPELINE_LOG_LEVEL": "error"}
+    with log.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            exe, "serve", "--host", "127.0.0.1", "--port", "0", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=err)
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    except TimeoutError:
+        line = ""
+    if "Serving HTTP on" not in line:
+        await stop_api(proc)
+        raise RuntimeError(f"pipeline serve did not start: {line!r}\n{log.read_text()[-2000:]}")
+    port = int(line.split("http://127.0.0.1:")[1].split()[0])
+    return proc, port, log
+
+
+async def stop_api(proc: asyncio.subprocess.Process) -> int | None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode
+
+
+async def load(n: int, seconds: float, clients: int,
+               call: Any) -> tuple[float, list[float], dict[str, int]]:
+    """``clients`` coroutines calling ``call(i, k)`` (request i, client k; returns an outcome
+    name) until ``n`` calls
+    were started or ``seconds`` passed. Returns the wall time, each call's latency, counts."""
+    latencies: list[float] = []
+    counts: dict[str, int] = {}
+    state = {"next": 0}
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        while state["next"] < n and time.perf_counter() < deadline:
+            i = state["next"]
+            state["next"] += 1
+            t = time.perf_counter()
+            try:
+                outcome = await call(i, k)
+            except Exception as exc:  # noqa: BLE001 - counted, not fatal
+                outcome = f"error:{type(exc).__name__}"
+            latencies.append(time.perf_counter() - t)
+            counts[outcome] = counts.get(outcome, 0) + 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return time.perf_counter() - t0, latencies, counts
+
+
+async def bench_http(r: aioredis.Redis, url: str, folder: Path, args: argparse.Namespace
+                     ) -> dict[str, Any]:
+    import httpx
+
+    inv = Inventory(r)
+    product, raw_product, inv_product = "900001", "900002", "900003"
+    stock = args.http_stock
+    await inv.reset([Resource(x, "product", f"Bench {x}", 1, stock)
+                     for x in (product, raw_product, inv_product)])
+    tip = await r.xrevrange(inv.k.ledger, count=1)
+    before = tip[0][0].decode()
+    proc, port, log = await start_api(url, folder)
+    try:
+        # one AsyncClient (a pool of one keep-alive connection) per client: a single pool
+        # shared by 32 clients costs httpx ~8 ms of CPU per request here (~90/s, the load
+        # generator's limit, not the server's); one pool each, ~2.5 ms
+        base = f"http://127.0.0.1:{port}"
+        https = [httpx.AsyncClient(base_url=base, timeout=30,
+                                   limits=httpx.Limits(max_connections=1))
+                 for _ in range(args.http_clients)]
+        async with contextlib.AsyncExitStack() as stack:
+            for h in https:
+                await stack.enter_async_context(h)
+
+            async def post(i: int, k: int) -> str:
+                resp = await https[k].post(
+                    "/v1/reservations", headers={"Idempotency-Key": f"bench-http-{i}"},
+                    json={"resource_id": product, "quantity": 1, "customer": f"c{i % 1000}"})
+                return {201: "confirmed", 409: "rejected"}.get(resp.status_code,
+                                                               f"http:{resp.status_code}")
+
+            # warm-up (connections, the server's first requests): decided, not timed
+            _, _, warm = await load(args.http_clients * 4, 10, args.http_clients,
+                                    lambda i, k: post(10**9 + i, k))
+            async with Contention(r) as busy:
+                cpu0 = sum(psutil.Process().cpu_times()[:2])
+                seconds, lat, counts = await load(args.http, args.http_seconds,
+                                                  args.http_clients, post)
+                client_cpu = sum(psutil.Process().cpu_times()[:2]) - cpu0
+    finally:
+        code = await stop_api(proc)
+    n = len(lat)
+    errors = sum(v for k, v in counts.items() if k not in ("confirmed", "rejected"))
+    confirmed = outcomes = 0
+    async for page in read_pages(r, inv.k.ledger, f"({before}", "+"):
+        for _, fields in page:
+            data = json.loads(fields[7])
+            if data["resource_id"] == product:
+                outcomes += 1
+                confirmed += fields[3] == b"reservation.confirmed"
+    left = await inv.available(product)
+
+    # the baseline: as many decisions, lua/decide.lua by EVALSHA from redis-py, same concurrency
+    decide = r.register_script(source("decide"))
+    await r.script_load(decide.script)
+
+    def raw_call(resource: str, prefix: str) -> Any:
+        async def call(i: int, _: int) -> str:
+            rid = f"{prefix}-{i}"
+            _, text = await r.evalsha(
+                decide.sha, 4, inv.k.ledger, inv.k.stock, inv.k.catalog, inv.k.decision(rid),
+                resource, 1, f"{rid}/decision", _common(rid, resource, 1, f"c{i % 1000}"))
+            return "confirmed" if b'"confirmed"' in text else "rejected"
+        return call
+
+    async def inv_call(i: int, _: int) -> str:
+        d = await inv.decide(f"bench-inv-{i}", inv_product, 1, f"c{i % 1000}")
+        return d.status
+
+    await load(args.http_clients * 4, 10, args.http_clients, raw_call(raw_product, "warm-raw"))
+    raw_seconds, raw_lat, raw_counts = await load(n, 600, args.http_clients,
+                                                  raw_call(raw_product, "bench-raw"))
+    await load(args.http_clients * 4, 10, args.http_clients,
+               lambda i, _: inv.decide(f"warm-inv-{i}", inv_product, 1, None))
+    inv_seconds, inv_lat, inv_counts = await load(n, 600, args.http_clients, inv_call)
+    ours, raw = n / seconds, n / raw_seconds
+    return {
+        "requests": n, "route": "POST /v1/reservations", "stock": stock,
+        "clients": args.http_clients, "bounded_by": {"requests": args.http,
+                                                     "seconds": args.http_seconds},
+        "warmup_requests": sum(warm.values()),
+        "decisions_per_s": round(ours), "seconds": round(seconds, 3),
+        "p50_ms": percentile_ms(lat, 0.50), "p99_ms": percentile_ms(lat, 0.99),
+        "outcomes": counts, "errors": errors,
+        "ledger_outcomes": outcomes, "ledger_confirmed": confirmed, "left": left,
+        "oversold": max(0, confirmed - stock), "stock_consistent": left == stock - confirmed,
+        "load_generator_cpu_share": round(client_cpu / seconds, 3),
+        "other_cpu_share": busy.share,
+        "server_exit_code": code,
+        "raw_evalsha_per_s": round(raw), "raw_p50_ms": percentile_ms(raw_lat, 0.50),
+        "raw_p99_ms": percentile_ms(raw_lat, 0.99), "raw_outcomes": raw_counts,
+        "ratio_to_raw": round(ours / raw, 3),
+        "inventory_decide_per_s": round(n / inv_seconds),
+        "inventory_decide_p50_ms": percentile_ms(inv_lat, 0.50),
+        "inventory_decide_p99_ms": percentile_ms(inv_lat, 0.99),
+        "inventory_decide_outcomes": inv_counts,
+        "serve_log_tail": log.read_text()[-500:] or None,
+    }
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -349,6 +531,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             result["projector"] = await bench_projector(r, server.url, args)
         if "audit" in args.only:
             result["audit"] = await bench_audit(r, args)
+        if "http" in args.only:
+            result["http"] = await bench_http(r, server.url, folder, args)
         return result
     finally:
         await r.aclose()
@@ -364,8 +548,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="audit runs (median)")
     p.add_argument("--flush-ms", type=float, default=2.0)
     p.add_argument("--no-replay", action="store_true", help="skip timing the full replay")
-    p.add_argument("--only", nargs="+", default=["agent", "projector", "audit"],
-                   choices=["agent", "projector", "audit"])
+    p.add_argument("--http", type=int, default=20_000, help="HTTP reservations (at most)")
+    p.add_argument("--http-seconds", type=float, default=20.0, help="HTTP load time (at most)")
+    p.add_argument("--http-clients", type=int, default=32, help="concurrent HTTP clients")
+    p.add_argument("--http-stock", type=int, default=1_000_000, help="units of the product")
+    p.add_argument("--only", nargs="+", default=["agent", "projector", "audit", "http"],
+                   choices=["agent", "projector", "audit", "http"])
     return p.parse_args()
 
 
