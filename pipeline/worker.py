@@ -211,6 +211,15 @@ class Worker:
             except ResponseError as exc:
                 self.log.warning("maintenance_error", step=step.__name__, error=str(exc))
 
+    async def _back_off(self, backoff: Backoff) -> None:
+        """Wait before the next try; in embedded mode restart the server if its owner left."""
+        await backoff.sleep()
+        if self.endpoint is not None:
+            try:
+                await asyncio.to_thread(self.endpoint.revive)
+            except Exception as exc:  # noqa: BLE001 - keep trying
+                self.log.debug("revive_failed", error=str(exc))
+
     async def _with_reconnect(self, step: Any) -> Any:
         """Run ``step`` until it succeeds, backing off while the server is away."""
         backoff = Backoff()
@@ -221,12 +230,7 @@ class Worker:
                 self.state.down(exc)
                 if self.stopping and step is not self._settle_once:
                     return None
-                await backoff.sleep()
-                if self.endpoint is not None:
-                    try:
-                        await asyncio.to_thread(self.endpoint.revive)
-                    except Exception as revive_exc:  # noqa: BLE001 - keep trying
-                        self.log.debug("revive_failed", error=str(revive_exc))
+                await self._back_off(backoff)
                 continue
             self.state.up()
             return result
@@ -293,12 +297,7 @@ class Worker:
             except CONNECTION_ERRORS as exc:
                 self._reader_id = None
                 self.state.down(exc)
-                await backoff.sleep()
-                if self.endpoint is not None:
-                    try:
-                        await asyncio.to_thread(self.endpoint.revive)
-                    except Exception as revive_exc:  # noqa: BLE001 - keep trying
-                        self.log.debug("revive_failed", error=str(revive_exc))
+                await self._back_off(backoff)
                 continue
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):
