@@ -14,7 +14,9 @@ import redis.asyncio as aioredis
 from pipeline import logging as plog
 from pipeline.server import EmbeddedServer
 from pipeline.settings import Settings
+from pipeline.reservations import SEED_RESOURCES, Inventory
 from pipeline.testing import start_server
+from tests.processes import Procs
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seed" / "seed.json"
@@ -54,3 +56,18 @@ async def redis(server: EmbeddedServer, settings: Settings) -> AsyncIterator[aio
     client = aioredis.Redis.from_url(server.url, socket_timeout=settings.socket_timeout)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def inv(redis: aioredis.Redis) -> Inventory:
+    """The seed's inventory defined on the test server."""
+    inventory = Inventory(redis)
+    await inventory.ensure_defined(SEED_RESOURCES)
+    return inventory
+
+
+@pytest.fixture
+def procs(server: EmbeddedServer, tmp_path: Path) -> Iterator[Procs]:
+    """Real subprocesses against the test server, killed at the end."""
+    with Procs(tmp_path, server.url) as ps:
+        yield ps

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,12 +19,10 @@ from pipeline import audit as audit_module
 from pipeline.audit import audit
 from pipeline.codec import encode
 from pipeline.replay import replay
-from pipeline.reservations import SEATS, SEED_RESOURCES, Inventory
+from pipeline.reservations import SEATS, Inventory
 from pipeline.scripts import Scripts
-from pipeline.server import EmbeddedServer
 from pipeline.testing import running, wait_for
 from schemas.reservations import ReservationConfirmed
-from tests.processes import Procs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,19 +31,6 @@ INVENTORY = "pl:{reservations:0}:proj:inventory"
 CUSTOMERS = "pl:{reservations:0}:proj:customers"
 CHECKPOINT = "pl:{reservations:0}:proj:inventory:checkpoint"
 GROUP = projection.group
-
-
-@pytest.fixture
-async def inv(redis: aioredis.Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.ensure_defined(SEED_RESOURCES)
-    return inventory
-
-
-@pytest.fixture
-def procs(server: EmbeddedServer, tmp_path: Path) -> Iterator[Procs]:
-    with Procs(tmp_path, server.url) as ps:
-        yield ps
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

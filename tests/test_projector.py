@@ -3,8 +3,6 @@ same atomic step as the ack; redelivery, restarts and SIGKILL mid-batch change n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,28 +14,13 @@ from agents.inventory_projector import projection
 from pipeline.agent import Agent
 from pipeline.projector import Projection, Writes, projector_agent
 from pipeline.reservations import SEATS, SEED_RESOURCES, Inventory
-from pipeline.server import EmbeddedServer
 from pipeline.testing import running, wait_for
-from tests.processes import Procs
 
 pytestmark = pytest.mark.timeout(60)
 
 INVENTORY = "pl:{reservations:0}:proj:inventory"
 CUSTOMERS = "pl:{reservations:0}:proj:customers"
 CHECKPOINT = "pl:{reservations:0}:proj:inventory:checkpoint"
-
-
-@pytest.fixture
-async def inv(redis: aioredis.Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.ensure_defined(SEED_RESOURCES)
-    return inventory
-
-
-@pytest.fixture
-def procs(server: EmbeddedServer, tmp_path: Path) -> Iterator[Procs]:
-    with Procs(tmp_path, server.url) as ps:
-        yield ps
 
 
 async def read_model(redis: aioredis.Redis) -> tuple[dict[str, int], dict[str, int]]:

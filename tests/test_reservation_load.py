@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from agents import reservations as seat_agent
 from agents.inventory_projector import agent as projector
@@ -20,28 +17,14 @@ from pipeline.audit import audit
 from pipeline.codec import decode
 from pipeline.keys import Keys, job_topic
 from pipeline.producer import Producer
-from pipeline.reservations import SEATS, SEED_RESOURCES, Inventory, Resource
-from pipeline.server import EmbeddedServer
+from pipeline.reservations import SEATS, Inventory, Resource
 from pipeline.testing import running, wait_for
 from schemas.reservations import ReservationConfirmed, ReservationRequested
-from tests.processes import ROOT, Procs
+from tests.processes import ROOT
 
 PRODUCT = "2"  # the seed's Suitcase 450: 10 in stock
 LOADERS = 4
 EACH = 500
-
-
-@pytest.fixture
-async def inv(redis: aioredis.Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.ensure_defined(SEED_RESOURCES)
-    return inventory
-
-
-@pytest.fixture
-def procs(server: EmbeddedServer, tmp_path: Path) -> Iterator[Procs]:
-    with Procs(tmp_path, server.url) as ps:
-        yield ps
 
 
 async def project(inv: Inventory, settings) -> None:

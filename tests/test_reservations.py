@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 
 from pipeline.codec import decode
 from pipeline.errors import NotFound, ValidationFailed
@@ -28,13 +27,6 @@ from schemas.reservations import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def inv(redis: aioredis.Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.ensure_defined(SEED_RESOURCES)
-    return inventory
 
 
 async def ledger(inv: Inventory) -> list[object]:
