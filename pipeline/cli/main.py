@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli import common, dlq, doctor, jobs, reservations, serve
-from pipeline.cli.common import Options, connect, run
+from pipeline.cli import common, dlq, doctor, jobs, pubsub, reservations, serve
+from pipeline.cli.common import Options, connect, fail, run
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
 from pipeline.keys import check_name
@@ -51,12 +51,20 @@ def main_options(
 @app.command(cls=OneLineCommand)
 def demo(
     ctx: typer.Context,
+    part: Annotated[Optional[str], typer.Argument(  # noqa: UP045 - typer needs Optional
+        help="'pubsub' plays the seed's publisher/subscriber instead.")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the jobs.")] = 60,
 ) -> None:
-    """Run the seed's 11 notification jobs end to end and print a summary.
+    """Run the seed's 11 notification jobs and its product and seat servers end to end,
+    then audit; or, with ``pubsub``, the seed's pub/sub exercise.
 
-    Example: pipeline demo
+    Example: pipeline demo   (or: pipeline demo pubsub)
     """
+    if part is not None and part != "pubsub":
+        raise fail(f"unknown demo {part!r}: run `pipeline demo` or `pipeline demo pubsub`", 2)
+    if part == "pubsub":
+        _demo_pubsub(ctx)
+        return
     from pipeline.demo import print_summary, run_demo
     from pipeline.demo_reservations import print_reservation_summary, run_reservations
 
@@ -77,6 +85,23 @@ def demo(
             await redis.aclose()
         ok = summary.done and summary.pending == 0 and reservations.audit_ok
         return 0 if ok else 1
+
+    raise typer.Exit(run(body))
+
+
+def _demo_pubsub(ctx: typer.Context) -> None:
+    from pipeline.pubsub import play_seed
+
+    s = prepare(ctx)
+
+    async def body() -> int:
+        _, redis = await connect(s)
+        print(CONNECTED_LINE, flush=True)
+        try:
+            await play_seed(redis, echo=lambda t: print(t, flush=True))
+        finally:
+            await redis.aclose()
+        return 0
 
     raise typer.Exit(run(body))
 
@@ -121,7 +146,7 @@ def worker(
     raise typer.Exit(run(body))
 
 
-for _module in (jobs, dlq, doctor, serve, reservations):
+for _module in (jobs, dlq, doctor, serve, reservations, pubsub):
     _module.register(app)
 
 
