@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse
 from pipeline.api.inputs import ITEM_ID_PATTERN, KEY_PATTERN, read_json, validate
 from pipeline.api.responses import PROBLEM_JSON, Problem
 from pipeline.api.state import Api
-from pipeline.api.streams import StreamStats, stream_stats
 from pipeline.codec import uuid7
 from pipeline.reservations import SEATS, Decision, ReservationConflict
+from pipeline.streams import StreamStats, stream_stats
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 RESOURCE_PATTERN = r"^(0|[1-9][0-9]{0,17}|seats)$"

@@ -1,5 +1,5 @@
-"""``/v1/streams``: every stream of the pipeline with its length, delayed and dead counts,
-and per consumer group its pending entries, lag and consumers."""
+"""Every stream of the pipeline with its length, delayed and dead counts, and per consumer
+group its pending entries, lag and consumers (``pipeline status`` and ``/v1/streams``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from redis.exceptions import ResponseError
 from pipeline.keys import parse_stream_key, topics_pattern
 
 
+class ConsumerStats(BaseModel):
+    """One consumer of a group."""
+
+    name: str
+    pending: int
+    idle_ms: int
+
+
 class GroupStats(BaseModel):
     """One consumer group of a stream."""
 
@@ -21,6 +29,8 @@ class GroupStats(BaseModel):
     #: entries not yet delivered to the group; null when the server cannot tell
     lag: int | None
     last_delivered_id: str
+    #: filled only when asked for (``consumers=True``)
+    members: list[ConsumerStats] = []
 
 
 class StreamStats(BaseModel):
@@ -51,8 +61,10 @@ def _group(info: dict[Any, Any]) -> GroupStats:
     )
 
 
-async def stream_stats(redis: aioredis.Redis) -> list[StreamStats]:
-    """Every ``pl:{<topic>:<partition>}:stream``, sorted by topic then partition."""
+async def stream_stats(redis: aioredis.Redis, *, consumers: bool = False
+                       ) -> list[StreamStats]:
+    """Every ``pl:{<topic>:<partition>}:stream``, sorted by topic then partition; with
+    ``consumers``, each group's consumers too (pending, idle time)."""
     names = sorted({_text(k) async for k in redis.scan_iter(match=topics_pattern(), count=1000)})
     out: list[StreamStats] = []
     for name in names:
@@ -68,6 +80,11 @@ async def stream_stats(redis: aioredis.Redis) -> list[StreamStats]:
             groups = [_group(g) for g in await redis.xinfo_groups(name)]
         except ResponseError:  # deleted between SCAN and XINFO, or not a stream
             continue
+        if consumers:
+            for g in groups:
+                rows: Any = await redis.xinfo_consumers(name, g.group)
+                g.members = [ConsumerStats(name=_text(c["name"]), pending=int(c["pending"]),
+                                           idle_ms=int(c["idle"])) for c in rows]
         out.append(StreamStats(topic=keys.topic, partition=keys.partition, stream=name,
                                length=int(length), delayed=int(delayed), dead=int(dead),
                                groups=sorted(groups, key=lambda g: g.group)))
