@@ -26,30 +26,25 @@ def _usage_error(exc: UsageError) -> typer.Exit:
     return fail(exc.format_message().rstrip(".") + hint, exc.exit_code)
 
 
-class OneLineCommand(TyperCommand):
+class _OneLine:
+    """Usage errors raised while parsing the arguments become ``error: <reason>``."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise _usage_error(exc) from None
+
+
+class OneLineCommand(_OneLine, TyperCommand):
     """A command whose usage errors print as ``error: <reason>`` on one line."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
-                     **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except UsageError as exc:
-            raise _usage_error(exc) from None
 
-
-class OneLineGroup(TyperGroup):
+class OneLineGroup(_OneLine, TyperGroup):
     """A command group whose usage errors (unknown command, ...) print on one line."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
-                     **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except UsageError as exc:
-            raise _usage_error(exc) from None
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:
