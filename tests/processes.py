@@ -4,12 +4,13 @@ folder, killed at the end. Their output is part of every assertion message."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = Path(sys.executable).parent / "pipeline"
@@ -49,9 +50,28 @@ class Proc:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def events(self) -> list[dict[str, Any]]:
+        """The process's structured log lines (JSON), in order."""
+        found = []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    continue
+        return found
+
+    @property
+    def started(self) -> bool:
+        """A worker running its loop (so SIGTERM is a graceful stop from now on)."""
+        return any(e.get("event") == "worker_started" for e in self.events())
+
 
 class Procs:
     """Starts subprocesses against one server; kills the leftovers on close."""
+
+    #: PIPELINE_* settings of every worker; a subclass may change them
+    settings: dict[str, object] = WORKER_SETTINGS
 
     def __init__(self, folder: Path, url: str) -> None:
         self.folder = folder
@@ -65,7 +85,7 @@ class Procs:
         env["PYTHONUNBUFFERED"] = "1"
         env["REDIS_URL"] = self.url
         env["PIPELINE_DATA_DIR"] = str(self.folder / "worker-data")
-        for key, value in {**WORKER_SETTINGS, **settings}.items():
+        for key, value in {**self.settings, **settings}.items():
             env[f"PIPELINE_{key.upper()}"] = str(value)
         env.update(extra)
         return env

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -34,6 +30,7 @@ from pipeline.testing import running, wait_for
 from schemas.base import EventModel
 from tests.fault_agents import GROUP, KEYS, TOPIC, FaultTask, done_key, handle, runs_key
 from tests.fault_agents import agent as fault_agent
+from tests.processes import Proc, Procs
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = Path(sys.executable).parent / "pipeline"
@@ -56,53 +53,13 @@ WORKER_SETTINGS: dict[str, object] = {
 # ---------------------------------------------------------------------- worker processes
 
 
-@dataclass
-class WorkerProcess:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no shutdown, no settle."""
-        if self.alive:
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(10)
-
-    def terminate(self) -> None:
-        if self.alive:
-            self.popen.send_signal(signal.SIGTERM)
-
-    @property
-    def started(self) -> bool:
-        """Running its loop (so SIGTERM is a graceful stop from now on)."""
-        return any(e.get("event") == "worker_started" for e in self.events())
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def events(self) -> list[dict[str, Any]]:
-        """The worker's structured log lines (JSON), in order."""
-        found = []
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                try:
-                    found.append(json.loads(line))
-                except ValueError:
-                    continue
-        return found
+WorkerProcess = Proc
 
 
-class Workers:
-    """Starts ``pipeline worker`` subprocesses against one server; kills leftovers on close."""
+class Workers(Procs):
+    """``pipeline worker tests.fault_agents:agent`` subprocesses against one server."""
 
-    def __init__(self, folder: Path, url: str) -> None:
-        self.folder = folder
-        self.url = url
-        self.started: list[WorkerProcess] = []
+    settings = WORKER_SETTINGS
 
     def start(
         self,
@@ -115,52 +72,13 @@ class Workers:
     ) -> WorkerProcess:
         """A worker of ``tests.fault_agents:agent``; ``hold``: its handlers block until killed;
         ``trace``: a file its handlers append their task number to when they finish."""
-        name = f"w{len(self.started) + 1}-{consumer or 'auto'}"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("PIPELINE_", "FAULT_")) and k != "REDIS_URL"
-        }
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["REDIS_URL"] = self.url
-        env["PIPELINE_DATA_DIR"] = str(self.folder / "worker-data")
-        for key, value in {**WORKER_SETTINGS, **settings}.items():
-            env[f"PIPELINE_{key.upper()}"] = str(value)
-        if hold:
-            env["FAULT_HOLD"] = "1"
+        extra = {"FAULT_HOLD": "1" if hold else ""}
         if trace is not None:
-            env["FAULT_TRACE"] = str(trace)
-        args = [str(PIPELINE), "worker", AGENT_SPEC, "--concurrency", str(concurrency)]
+            extra["FAULT_TRACE"] = str(trace)
+        args = ["--concurrency", str(concurrency)]
         if consumer is not None:
             args += ["--consumer", consumer]
-        log = self.folder / f"{name}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, cwd=self.folder,
-            )
-        worker = WorkerProcess(name, popen, log)
-        self.started.append(worker)
-        return worker
-
-    def report(self) -> str:
-        parts = []
-        for w in self.started:
-            code = w.popen.poll()
-            state = "running" if code is None else f"exit code {code}"
-            parts.append(f"----- {w.name} ({state}) {w.log}\n{w.output()[-4000:]}")
-        return "\n".join(parts) or "(no workers started)"
-
-    def close(self) -> None:
-        for w in self.started:
-            w.kill()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self.worker(AGENT_SPEC, *args, env=extra, **settings)
 
 
 @pytest.fixture
