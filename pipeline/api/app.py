@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipeline.api import responses, seed, v1
+from pipeline.api import dashboard, events, ops, responses, seed, v1
 from pipeline.api.metrics import MetricsMiddleware
 from pipeline.api.state import Api
 from pipeline.reservations import SEED_RESOURCES, Resource
@@ -65,6 +65,9 @@ def create_app(
         app.add_exception_handler(error, responses.on_redis_down)
     app.include_router(seed.router)
     app.include_router(v1.router)
+    app.include_router(ops.router)
+    app.include_router(events.router)
+    app.include_router(dashboard.router)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=True,
              response_class=Response, responses={200: {"content": {"text/plain": {}}}})

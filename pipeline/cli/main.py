@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli import common, dlq, doctor, jobs, pubsub, reservations, serve, status
+from pipeline.cli import common, control, dlq, doctor, jobs, pubsub, reservations, serve, status
 from pipeline.cli.common import Options, connect, fail, run
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
@@ -146,7 +146,7 @@ def worker(
     raise typer.Exit(run(body))
 
 
-for _module in (jobs, dlq, doctor, serve, reservations, pubsub, status):
+for _module in (jobs, dlq, doctor, serve, reservations, pubsub, status, control):
     _module.register(app)
 
 
