@@ -10,6 +10,10 @@ Delivery rules (DESIGN.md), where each lives:
 6. entries deleted while pending acked and logged                            -> ``_process``
 7. unique consumer names; consumers forgotten only with nothing pending      -> ``_gc``
 8. graceful shutdown: stop reading, finish in-flight, settle, exit            -> ``run``
+
+Operators steer a running worker with ``pause()``/``resume()`` (stop reading, keep leases)
+and ``stop()`` (drain everything held) or ``stop(finish_queued=False)`` (finish what runs, hand
+the rest back at once); ``pipeline.control`` calls them on control commands.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import socket
 import time
 import traceback
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +43,7 @@ from pipeline.keys import Keys
 from pipeline.logging import ensure_configured, get_logger
 from pipeline.scripts import Scripts
 from pipeline.settings import Settings
+from pipeline.stats import Stats
 
 log = get_logger("pipeline.worker")
 
@@ -73,15 +79,17 @@ class Held:
     lost: bool = False
 
 
-@dataclass
-class Stats:
-    read: int = 0
-    acked: int = 0
-    retried: int = 0
-    dead: int = 0
-    lost: int = 0
-    deleted: int = 0
-    reclaimed: int = 0
+#: a task that runs beside a worker for as long as it runs (control, throughput, metrics)
+Companion = Callable[["Worker"], Awaitable[None]]
+
+
+def default_companions() -> list[Companion]:
+    """What every worker runs beside its loop: obeying control commands and recording its
+    throughput (imported here, not at the top: both modules import this one)."""
+    from pipeline.control import obey
+    from pipeline.throughput import record
+
+    return [obey, record]
 
 
 class Worker:
@@ -97,6 +105,7 @@ class Worker:
         partition: int = 0,
         endpoint: Endpoint | None = None,
         state: ConnectionState | None = None,
+        companions: Sequence[Companion] | None = None,
     ) -> None:
         ensure_configured()
         self.agent = agent
@@ -113,6 +122,7 @@ class Worker:
         if settings.prefetch is None and agent.concurrency:
             self.prefetch = max(1, min(settings.batch_size, agent.concurrency * 2))
         self.stats = Stats()
+        self.companions = list(default_companions() if companions is None else companions)
         self.log = log.bind(agent=agent.name, consumer=self.consumer, stream=self.keys.stream)
 
         self._held: dict[str, Held] = {}
@@ -126,20 +136,58 @@ class Worker:
         self._running = 0
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._finish_queued = True
+        self._paused = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._background: set[asyncio.Task[None]] = set()
         self._reader_id: int | None = None
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
-    def stop(self) -> None:
-        """Graceful stop: no new reads; in-flight entries finish, settle, then ``run`` returns."""
+    def stop(self, *, finish_queued: bool = True) -> None:
+        """Graceful stop: no new reads; in-flight entries finish, settle, then ``run`` returns.
+
+        ``finish_queued=False``: entries read but not started yet are not run here; they are
+        handed back (made idle past the lease) so that another consumer claims them at once.
+        """
+        if not finish_queued:
+            self._finish_queued = False
         self._stopping.set()
+        self._paused = False  # a paused worker that stops still drains what it holds
+        self._resumed.set()
         self._work.set()
         self._room.set()
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def pause(self) -> None:
+        """Stop reading and starting entries; handlers running now finish and settle, entries
+        held keep their leases (the heartbeat goes on) until ``resume()``."""
+        if self._paused or self.stopping:
+            return
+        self._paused = True
+        self._resumed.clear()
+        self.log.info("worker_paused", held=len(self._held))
+        task = asyncio.get_running_loop().create_task(self._unblock_reader())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def resume(self) -> None:
+        """Go on where ``pause()`` stopped."""
+        if not self._paused:
+            return
+        self._paused = False
+        self._resumed.set()
+        self._work.set()
+        self.log.info("worker_resumed", held=len(self._held))
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     async def run(self) -> Stats:
         """Run until ``stop()``; returns the counts of what was handled."""
@@ -156,10 +204,13 @@ class Worker:
         heartbeat = asyncio.create_task(self._every(self.settings.lease_ms / 4000,
                                                     self._heartbeat, while_draining=True))
         maintenance = [
-            asyncio.create_task(self._every(self._reclaim_interval(), self._reclaim)),
+            # at start too: entries handed back or left by a crash are taken without waiting
+            asyncio.create_task(self._every(self._reclaim_interval(), self._reclaim,
+                                            first_now=True)),
             asyncio.create_task(self._promoter()),
             asyncio.create_task(self._every(60.0, self._gc)),
         ]
+        companions = [asyncio.create_task(self._companion(c)) for c in self.companions]
         stop_wait = asyncio.create_task(self._stopping.wait())
         watched = [stop_wait, settler, reader, heartbeat, *maintenance, *slots]
         try:
@@ -177,8 +228,11 @@ class Worker:
             self._stopped.set()
             await asyncio.gather(reader, heartbeat, *maintenance, *slots, return_exceptions=True)
             await asyncio.gather(settler, return_exceptions=True)
+            for task in companions:
+                task.cancel()
+            await asyncio.gather(*companions, return_exceptions=True)
             await self._forget_self()
-            self.log.info("worker_stopped", **vars(self.stats))
+            self.log.info("worker_stopped", **self.stats.counts())
         return self.stats
 
     async def _drain(self, reader: asyncio.Task[None], maintenance: list[asyncio.Task[None]]
@@ -189,6 +243,8 @@ class Worker:
         # the reader leaves its loop after the read under way, which we end at once
         await self._unblock_reader()
         await asyncio.wait([reader], timeout=self.settings.effective_block_ms / 1000 + 1)
+        if not self._finish_queued:
+            await self._hand_back()
         deadline = time.monotonic() + self.settings.shutdown_deadline_s
         while (self._queue or self._running) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
@@ -198,12 +254,42 @@ class Worker:
             self._settle_wake.set()
             await asyncio.sleep(0.005)
 
+    async def _hand_back(self) -> None:
+        """Entries held but not started: made idle past the lease (XCLAIM .. IDLE), so that
+        the next reclaim pass of any consumer (every lease/4, and at its start) takes them;
+        their delivery count is unchanged."""
+        queued, self._queue = list(self._queue), deque()
+        if not queued:
+            return
+        ids: list[Any] = [h.entry_id for h in queued]
+        try:
+            await self.redis.xclaim(self.keys.stream, self.group, self.consumer, 0, ids,
+                                    idle=self.settings.lease_ms, justid=True)
+        except (*CONNECTION_ERRORS, ResponseError) as exc:  # type: ignore[misc]
+            self.log.warning("hand_back_failed", count=len(ids), error=str(exc))
+        for entry_id in ids:
+            self._held.pop(entry_id, None)
+        self.log.info("entries_handed_back", count=len(ids))
+
+    async def _companion(self, companion: Companion) -> None:
+        """Run one companion; its failure is logged, never the worker's end."""
+        try:
+            await companion(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a companion must not kill the worker
+            self.log.error("companion_failed", companion=getattr(companion, "__name__", "?"),
+                           error=repr(exc))
+
     def _reclaim_interval(self) -> float:
         return max(0.05, self.settings.lease_ms / 4000)
 
-    async def _every(self, seconds: float, step: Any, *, while_draining: bool = False) -> None:
+    async def _every(self, seconds: float, step: Any, *, while_draining: bool = False,
+                     first_now: bool = False) -> None:
         while while_draining or not self.stopping:
-            await asyncio.sleep(seconds)
+            if not first_now:
+                await asyncio.sleep(seconds)
+            first_now = False
             try:
                 await step()
             except CONNECTION_ERRORS as exc:
@@ -277,6 +363,9 @@ class Worker:
 
     async def _read_loop(self, conn: aioredis.Redis, backoff: Backoff, block: int) -> None:
         while not self.stopping:
+            if self._paused:
+                await self._resumed.wait()
+                continue
             room = self.prefetch - len(self._held)
             if room <= 0:
                 self._room.clear()
@@ -308,6 +397,7 @@ class Worker:
             backoff.reset()
             self.state.up()
             if reply:
+                # read just as a pause began: held (leased) and run after resume()
                 await self._take(reply[0][1], counted=True)
 
     async def _take(self, entries: list[Any], *, counted: bool, deliveries: dict[str, int] | None
@@ -343,6 +433,9 @@ class Worker:
     async def _slot(self) -> None:
         done = 0
         while True:
+            if self._paused:
+                await self._resumed.wait()
+                continue
             if not self._queue:
                 self._work.clear()
                 await self._work.wait()
@@ -382,6 +475,8 @@ class Worker:
             )
         ctx = Context(env, held.entry_id, held.deliveries, self.keys, self.redis,
                       self._live_effect, self.log, self.agent.hooks)
+        outcome: Outcome | None = None
+        started = time.perf_counter()
         try:
             if self.settings.handler_timeout_s is None:
                 await self.agent.handler(env.data, ctx)
@@ -390,16 +485,20 @@ class Worker:
                     await self.agent.handler(env.data, ctx)
         except TimeoutError:
             text = f"handler timed out after {self.settings.handler_timeout_s}s"
-            return self._retry(held, env, text, None, traceback.format_exc())
+            outcome = self._retry(held, env, text, None, traceback.format_exc())
         except Fail as exc:
-            return self._dead(held, env, "permanent_failure", str(exc), traceback.format_exc())
+            outcome = self._dead(held, env, "permanent_failure", str(exc), traceback.format_exc())
         except Retry as exc:
-            return self._retry(held, env, exc.reason, exc.delay_ms, traceback.format_exc())
+            outcome = self._retry(held, env, exc.reason, exc.delay_ms, traceback.format_exc())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any handler error is a transient failure
             text = f"{type(exc).__name__}: {exc}"
-            return self._retry(held, env, text, None, traceback.format_exc())
+            outcome = self._retry(held, env, text, None, traceback.format_exc())
+        self.stats.latency.observe(time.perf_counter() - started)
+        if outcome is not None:
+            self.stats.failed += 1
+            return outcome
         effects = ctx._effects
         more = self.agent.hooks.on_success(env, self.keys, env.attempt)
         if more:
@@ -545,7 +644,7 @@ class Worker:
     async def _reclaim(self) -> None:
         """Claim entries idle longer than the lease from crashed or stuck consumers."""
         start = "0-0"
-        while not self.stopping:
+        while not self.stopping and not self._paused:
             room = self.prefetch - len(self._held)
             if room <= 0:
                 return
