@@ -11,6 +11,10 @@ stream of topic ``reservations``, never trimmed), so the ledger alone rebuilds e
   again, the stored outcome is returned)
 
 Seats are *blocked* when none are left: read from Redis, so every process agrees.
+
+Every ledger event is also published, by the same script, on the ledger's channel
+``pl:events:reservations`` (the envelope as JSON, ``data`` an object) when someone
+subscribes: live fan-out, lossy by nature; ``pipeline.live`` tails the ledger losslessly.
 """
 
 from __future__ import annotations
@@ -106,6 +110,9 @@ class LedgerKeys:
         self.keys = Keys(TOPIC, partition)
         base = self.keys.base
         self.ledger = self.keys.stream
+        #: the ledger's live channel (``pl:events:reservations``): every ledger event is
+        #: published there too, in the same script, when someone subscribes
+        self.channel = self.keys.channel
         self.stock = f"{base}:stock"
         self.catalog = f"{base}:catalog"
         self._decision = f"{base}:decision:"
@@ -180,7 +187,7 @@ class Inventory:
     # ------------------------------------------------------------------ inventory
 
     async def _define(self, mode: str, resources: Sequence[Resource]) -> list[str]:
-        args: list[Any] = [mode]
+        args: list[Any] = [mode, self.k.channel]
         for r in resources:
             check_resource(r)
             event = InventoryDefined(resource_id=r.resource_id, kind=r.kind,  # type: ignore[arg-type]
@@ -211,7 +218,8 @@ class Inventory:
         check_quantity(quantity, _MAX_COUNT)
         event = StockAdded(resource_id=resource_id, quantity=quantity)
         out = await self.scripts("add_stock", [self.k.ledger, self.k.stock, self.k.catalog],
-                                 [resource_id, quantity, uuid7(), event.model_dump_json()])
+                                 [resource_id, quantity, uuid7(), event.model_dump_json(),
+                                  self.k.channel])
         if int(out) < 0:
             raise NotFound(f"no resource {resource_id!r}: define it first")
         return int(out)
@@ -233,7 +241,7 @@ class Inventory:
         dup, text = await self._decide(
             [self.k.ledger, self.k.stock, self.k.catalog, self.k.decision(reservation_id)],
             [resource_id, quantity, f"{reservation_id}/decision",
-             _common(reservation_id, resource_id, quantity, customer)],
+             _common(reservation_id, resource_id, quantity, customer), self.k.channel],
         )
         decision = Decision.from_json(text, bool(dup))
         if decision.duplicate and (decision.resource_id, decision.quantity, decision.customer) \
@@ -253,7 +261,7 @@ class Inventory:
         code, text = await self.scripts(
             "cancel",
             [self.k.ledger, self.k.stock, self.k.catalog, self.k.decision(reservation_id)],
-            [f"{reservation_id}/cancel"],
+            [f"{reservation_id}/cancel", self.k.channel],
         )
         code = int(code)
         if code == -1:

@@ -1,9 +1,11 @@
-"""``pipeline jobs create|show|list``: job queues from the command line."""
+"""``pipeline jobs create|show|list|watch``: job queues from the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,9 +16,11 @@ import typer
 
 from pipeline.cli.common import fail, read_json_file, run, with_client
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, console, prepare
+from pipeline.connection import ConnectionState
 from pipeline.errors import ConfigError
 from pipeline.jobs import CREATED_LINE, STATES, Job, JobQueue, queue_of, validate_push_notifications
-from pipeline.keys import check_name
+from pipeline.keys import check_name, job_topic
+from pipeline.live import LiveEvent, Tail, check_since
 
 CHUNK = 1000
 LIST_EVERY_ID = 100
@@ -172,6 +176,128 @@ def _print_table(jobs: list[Job], queue: str, state: str | None) -> None:
                  str(j.data.get("phoneNumber", "")), j.error, _stamp(j.updated_at))
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
+
+
+#: the events after which a job runs no more (unless redriven)
+FINAL_EVENTS = frozenset({"job.completed", "job.dead_lettered"})
+FINAL_STATES = frozenset({"completed", "failed"})
+
+
+def _detail(event_type: str, data: Any) -> str:
+    """What a line shows after the event type: percent, error or reason."""
+    if not isinstance(data, dict):
+        return str(data)
+    if event_type == "job.progress":
+        return f"{data.get('percent')}%"
+    if event_type == "job.retried":
+        return (f"attempt {data.get('attempt')}, again in {data.get('delay_ms')} ms: "
+                f"{data.get('error')}")
+    if event_type == "job.failed":
+        return f"attempt {data.get('attempt')}: {data.get('error')}"
+    if event_type == "job.dead_lettered":
+        return f"{data.get('reason')}: {data.get('error')}"
+    if event_type == "job.completed" and data.get("attempt", 1) != 1:
+        return f"attempt {data.get('attempt')}"
+    return ""
+
+
+def event_line(event: LiveEvent) -> str:
+    """One readable line: time (from the entry id), job id, event type, and its detail."""
+    data = event.envelope["data"]
+    job_id = data.get("job_id", "-") if isinstance(data, dict) else "-"
+    event_type = str(event.envelope["type"])
+    detail = _detail(event_type, data)
+    stamp = _stamp(int(event.entry_id.split("-", 1)[0]))
+    return f"{stamp}  {job_id}  {event_type}" + (f"  {detail}" if detail else "")
+
+
+def _job_of(event: LiveEvent) -> str | None:
+    data = event.envelope["data"]
+    job_id = data.get("job_id") if isinstance(data, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+async def _watch(tail: Tail, queue: JobQueue, job: str | None, as_json: bool, block_ms: int
+                 ) -> None:
+    """Print events until stopped or, with ``job``, until that job is done: its completed or
+    dead_lettered event, with nothing of it after (a redriven job runs again)."""
+    state = ConnectionState(connected=True)
+    finished = False  # the job's last event shown is a final one
+    record_final = False  # the job's record says it is done: catch up, then stop
+    while True:
+        batch = await tail.next(None if finished or record_final else block_ms, state)
+        for event in batch:
+            if job is not None and _job_of(event) != job:
+                continue
+            print(event.to_json() if as_json else event_line(event), flush=True)
+            finished, record_final = event.envelope["type"] in FINAL_EVENTS, False
+        if batch or job is None:
+            continue
+        if finished:
+            return
+        if record_final:
+            # caught up after the record said done, without its final event: that event
+            # is behind our start (the record is written in the same step as the event)
+            print(f"job {job} had already finished before --since (or its events were "
+                  f"trimmed): {(await queue.get(job)).state}", file=sys.stderr, flush=True)
+            return
+        record_final = (await queue.get(job)).state in FINAL_STATES
+
+
+@jobs_app.command("watch", cls=OneLineCommand)
+def watch(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to watch.")],
+    since: Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer needs Optional
+        help="now (default), 0 (from the beginning; the default with --job) or an entry id.")
+    ] = None,
+    job: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--job", help="Only this job's events; exit 0 once it completed or was dead-lettered.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Follow a queue's job events live, one line each: time, job, event, percent / error /
+    reason. Read from the queue's events stream: nothing is missed while it runs.
+
+    Ctrl-C or SIGTERM stops it (exit 0).
+
+    Example: pipeline jobs watch --queue push_notification_code_2 --job push_notification_code_2:3
+    """
+    s = prepare(ctx)
+    try:
+        topic = job_topic(queue)
+        start = check_since(since if since is not None else ("0" if job else "now"))
+        if job is not None and queue_of(job) != queue:
+            raise ConfigError(f"job {job!r} is not on queue {queue!r}")
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+    async def body() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+
+        async def go(redis: Any) -> int:
+            jobs = JobQueue(redis, queue)
+            if job is not None:
+                await jobs.get(job)  # NotFound: a one-line error
+            tail = await Tail.open(redis, [topic], start)
+            try:
+                await _watch(tail, jobs, job, as_json, s.effective_block_ms)
+            except asyncio.CancelledError:
+                pass  # Ctrl-C or SIGTERM: a normal end
+            finally:
+                await tail.aclose()
+            return 0
+
+        try:
+            return await with_client(s, go)
+        except asyncio.CancelledError:
+            return 0  # stopped before the tail began
+
+    raise typer.Exit(run(body))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,11 +4,14 @@
 -- ARGV[1] resource id, ARGV[2] quantity (1..1000), ARGV[3] outcome event id,
 -- ARGV[4] the outcome's common JSON members, already encoded by the caller:
 --   "reservation_id":..,"resource_id":..,"quantity":..,"customer":..
+-- ARGV[5] (optional) the ledger's live channel: the outcome is PUBLISHed there as the envelope
+--   JSON with "data" as an object, unless nobody subscribes (one PUBSUB NUMSUB per call)
 -- Idempotent on the reservation id: a decided one returns its stored decision unchanged.
 -- A count never goes below zero: stock is taken only when available >= quantity.
 -- Returns {duplicate (0|1), decision JSON}.
 local ledger, stock, catalog, decision = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local resource, qty, event_id, common = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local channel = ARGV[5]
 
 local done = redis.call('GET', decision)
 if done then return {1, done} end
@@ -32,13 +35,17 @@ else
   end
 end
 
-local id
+local event_type, event_data
 if status == 'confirmed' then
-  id = redis.call('XADD', ledger, '*', 'id', event_id, 'type', 'reservation.confirmed', 'v', '1',
-                  'data', '{' .. common .. ',"remaining":' .. remaining .. '}')
+  event_type, event_data = 'reservation.confirmed', '{' .. common .. ',"remaining":' .. remaining .. '}'
 else
-  id = redis.call('XADD', ledger, '*', 'id', event_id, 'type', 'reservation.rejected', 'v', '1',
-                  'data', '{' .. common .. ',"reason":"' .. reason .. '"}')
+  event_type, event_data = 'reservation.rejected', '{' .. common .. ',"reason":"' .. reason .. '"}'
+end
+local id = redis.call('XADD', ledger, '*', 'id', event_id, 'type', event_type, 'v', '1',
+                      'data', event_data)
+if channel and channel ~= '' and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+  redis.call('PUBLISH', channel, '{"id":' .. cjson.encode(event_id) .. ',"type":"' .. event_type
+             .. '","v":"1","data":' .. event_data .. '}')
 end
 local out = '{' .. common .. ',"status":"' .. status .. '","reason":'
   .. (reason and ('"' .. reason .. '"') or 'null') .. ',"remaining":'
