@@ -108,7 +108,7 @@ class JobHooks(Hooks):
             keys.job(job.job_id),
             {"state": "completed", "progress": 100, "attempts": attempt, "error": "",
              "updated_at": now, "completed_at": now},
-        )
+        ).hincrby(keys.counts, "completed", 1)
         data = json.dumps({"job_id": job.job_id, "queue": job.queue, "attempt": attempt},
                           separators=(",", ":"))
         return self._emit_data(effects, keys, JobCompleted.EVENT_TYPE, data)
@@ -135,7 +135,7 @@ class JobHooks(Hooks):
             keys.job(job.job_id),
             {"state": "failed", "attempts": attempt, "error": error, "dead_reason": reason,
              "updated_at": _now_ms()},
-        )
+        ).hincrby(keys.counts, "failed", 1)
         self._emit(effects, keys, JobFailed(job_id=job.job_id, queue=job.queue,
                                             attempt=attempt, error=error))
         return self._emit(effects, keys, JobDeadLettered(job_id=job.job_id, queue=job.queue,

@@ -78,6 +78,12 @@ class Keys:
         """Counter for readable job ids."""
         return f"{self.base}:seq"
 
+    @property
+    def counts(self) -> str:
+        """A job queue's outcome counters (hash: ``completed``, ``failed``), each bumped in
+        the same atomic step as the job's outcome."""
+        return f"{self.base}:counts"
+
     def dedup(self, event_id: str) -> str:
         return f"{self.base}:dedup:{event_id}"
 
