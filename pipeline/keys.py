@@ -84,6 +84,12 @@ class Keys:
         the same atomic step as the job's outcome."""
         return f"{self.base}:counts"
 
+    @property
+    def rate(self) -> str:
+        """Throughput buckets of the partition's groups and samples of its stream's
+        entries-added counter (hash, written by ``lua/rate.lua``; expires when unused)."""
+        return f"{self.base}:rate"
+
     def dedup(self, event_id: str) -> str:
         return f"{self.base}:dedup:{event_id}"
 

@@ -1,5 +1,7 @@
-"""Every stream of the pipeline with its length, delayed and dead counts, and per consumer
-group its pending entries, lag and consumers (``pipeline status`` and ``/v1/streams``)."""
+"""Every stream of the pipeline with its length, delayed and dead counts and produced rate,
+and per consumer group its pending entries, lag, consumers and what its workers handled in
+the last minute (``pipeline status`` and ``/v1/streams``; throughput from
+``pipeline.throughput``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
+from pipeline import throughput
 from pipeline.keys import parse_stream_key, topics_pattern
 
 
@@ -31,6 +34,14 @@ class GroupStats(BaseModel):
     last_delivered_id: str
     #: filled only when asked for (``consumers=True``)
     members: list[ConsumerStats] = []
+    #: entries its workers settled (done, retried or dead-lettered) in the last minute (the
+    #: current 5-s bucket and the eleven before it); null when no worker of the group has
+    #: reported for two minutes (or it runs outside this library)
+    handled_per_min: int | None = None
+    #: handler runs that failed (raised or timed out) in the last minute; null as above
+    failed_per_min: int | None = None
+    #: ``handled_per_min`` / 60
+    handled_per_s: float | None = None
 
 
 class StreamStats(BaseModel):
@@ -42,6 +53,10 @@ class StreamStats(BaseModel):
     length: int
     delayed: int
     dead: int
+    #: entries appended per minute (new events, and retries moved back from ``delayed``),
+    #: estimated from the entries-added samples its workers took in the last minute; null
+    #: without a worker running there for a while
+    produced_per_min: float | None = None
     groups: list[GroupStats]
 
 
@@ -75,11 +90,19 @@ async def stream_stats(redis: aioredis.Redis, *, consumers: bool = False
         pipe.xlen(name)
         pipe.zcard(keys.delayed)
         pipe.xlen(keys.dead)
-        length, delayed, dead = await pipe.execute()
+        pipe.hgetall(keys.rate)
+        pipe.time()
+        length, delayed, dead, rate, (secs, micros) = await pipe.execute()
+        rates = throughput.read(rate, int(secs) * 1000 + int(micros) // 1000)
         try:
             groups = [_group(g) for g in await redis.xinfo_groups(name)]
         except ResponseError:  # deleted between SCAN and XINFO, or not a stream
             continue
+        for g in groups:
+            got = rates.groups.get(g.group)
+            if got is not None:
+                g.handled_per_min, g.failed_per_min = got.handled, got.failed
+                g.handled_per_s = round(got.handled / 60, 2)
         if consumers:
             for g in groups:
                 rows: Any = await redis.xinfo_consumers(name, g.group)
@@ -87,6 +110,7 @@ async def stream_stats(redis: aioredis.Redis, *, consumers: bool = False
                                            idle_ms=int(c["idle"])) for c in rows]
         out.append(StreamStats(topic=keys.topic, partition=keys.partition, stream=name,
                                length=int(length), delayed=int(delayed), dead=int(dead),
+                               produced_per_min=rates.produced_per_min,
                                groups=sorted(groups, key=lambda g: g.group)))
     out.sort(key=lambda s: (s.topic, s.partition))
     return out

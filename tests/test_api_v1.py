@@ -205,7 +205,8 @@ async def test_streams_show_length_and_groups(client: httpx.AsyncClient,
     assert ledger["delayed"] == 0 and ledger["dead"] == 0
     assert ledger["groups"] == [{"group": "watcher", "consumers": 0, "pending": 0,
                                  "lag": ledger["length"], "last_delivered_id": "0-0",
-                                 "members": []}]
+                                 "members": [], "handled_per_min": None,
+                                 "failed_per_min": None, "handled_per_s": None}]
 
 
 async def test_metrics_count_requests_by_route_and_decisions(client: httpx.AsyncClient) -> None:

@@ -72,8 +72,8 @@ def create_app(
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=True,
              response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def metrics(request: Request) -> Response:
-        m = Api.of(request).metrics
-        return Response(m.render(), media_type=m.content_type)
+        api = Api.of(request)
+        return Response(await api.metrics.scrape(api.redis), media_type=api.metrics.content_type)
 
     app.add_middleware(MetricsMiddleware, metrics=api.metrics)
     return app

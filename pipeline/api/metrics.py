@@ -1,5 +1,6 @@
 """Prometheus metrics of one API instance: requests by route and status, their latency,
-and reservation decisions by resource kind and outcome.
+reservation decisions by resource kind and outcome, events produced, and the pipeline's
+streams (length, delayed, dead letters; lag and pending per group) read at scrape time.
 
 Each app has its own registry, so two apps in one process (tests, or an app mounted twice)
 never clash over a metric name.
@@ -7,12 +8,79 @@ never clash over a metric name.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
+import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import ResponseError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline.connection import CONNECTION_ERRORS
+from pipeline.keys import job_topic
+from pipeline.logging import get_logger
+from pipeline.reservations import SEAT_QUEUE, TOPIC
+from pipeline.streams import StreamStats, stream_stats
+
+log = get_logger("pipeline.api.metrics")
+
+#: a scrape waits at most this long for the stream figures, then reports the last ones
+STREAMS_TIMEOUT_S = 2.0
+#: figures younger than this are served again instead of being read anew
+STREAMS_FRESH_S = 1.0
+
+
+class StreamsCollector(Collector):
+    """Gauges of every stream and group, from the last ``stream_stats`` read."""
+
+    def __init__(self) -> None:
+        self.stats: list[StreamStats] = []
+        self.read_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, redis: aioredis.Redis) -> bool:
+        """Read the figures now (at most once per ``STREAMS_FRESH_S``, waiting at most
+        ``STREAMS_TIMEOUT_S``); False when Redis did not answer (the last figures stay)."""
+        async with self._lock:
+            if time.monotonic() - self.read_at < STREAMS_FRESH_S:
+                return True
+            try:
+                async with asyncio.timeout(STREAMS_TIMEOUT_S):
+                    self.stats = await stream_stats(redis)
+            except (*CONNECTION_ERRORS, ResponseError, TimeoutError) as exc:  # type: ignore[misc]
+                log.debug("metrics_streams_unread", error=repr(exc))
+                return False
+            self.read_at = time.monotonic()
+            return True
+
+    def collect(self) -> Iterable[Metric]:
+        where = ["topic", "partition"]
+        length = GaugeMetricFamily("pipeline_stream_length", "Entries in the stream (XLEN).",
+                                   labels=where)
+        delayed = GaugeMetricFamily("pipeline_delayed", "Entries waiting in the delayed set "
+                                    "(retries and delayed jobs).", labels=where)
+        dead = GaugeMetricFamily("pipeline_dead_letters", "Entries in the dead-letter "
+                                 "stream.", labels=where)
+        lag = GaugeMetricFamily("pipeline_lag", "Entries of the stream not yet delivered to "
+                                "the group (XINFO GROUPS lag).", labels=[*where, "group"])
+        pending = GaugeMetricFamily("pipeline_pending", "Entries delivered to the group and "
+                                    "not yet acked (XINFO GROUPS pending).",
+                                    labels=[*where, "group"])
+        for s in self.stats:
+            at = [s.topic, str(s.partition)]
+            length.add_metric(at, s.length)
+            delayed.add_metric(at, s.delayed)
+            dead.add_metric(at, s.dead)
+            for g in s.groups:
+                if g.lag is not None:
+                    lag.add_metric([*at, g.group], g.lag)
+                pending.add_metric([*at, g.group], g.pending)
+        yield from (length, delayed, dead, lag, pending)
 
 
 class Metrics:
@@ -36,14 +104,33 @@ class Metrics:
         self.seat_jobs = Counter(
             "pipeline_seat_jobs_enqueued", "Seat reservation jobs queued by /reserve_seat.",
             registry=self.registry)
+        self.produced = Counter(
+            "pipeline_produced", "Events this API appended to a topic's stream (reservation "
+            "decisions to the ledger, seat jobs to their queue).", ["topic"],
+            registry=self.registry)
+        self.streams = StreamsCollector()
+        self.registry.register(self.streams)
 
     def decided(self, kind: str, status: str, reason: str | None) -> None:
-        """Count one decision (``reason`` empty for a confirmation)."""
+        """Count one new decision (``reason`` empty for a confirmation): each is one event
+        on the ledger."""
         self.decisions.labels(kind, status, reason or "").inc()
+        self.produced.labels(TOPIC).inc()
+
+    def seat_job_queued(self, queue: str = SEAT_QUEUE) -> None:
+        """Count one seat job put on ``queue``."""
+        self.seat_jobs.inc()
+        self.produced.labels(job_topic(queue)).inc()
 
     def render(self) -> bytes:
-        """The text exposition format."""
+        """The text exposition format (stream figures as last read)."""
         return generate_latest(self.registry)
+
+    async def scrape(self, redis: aioredis.Redis) -> bytes:
+        """The text exposition format, with the stream figures read now when Redis answers
+        in time (else the last ones)."""
+        await self.streams.refresh(redis)
+        return self.render()
 
 
 class MetricsMiddleware:

@@ -90,7 +90,7 @@ async def reserve_seat(request: Request) -> SeedJSON:
     except (RedisError, OSError, PipelineError) as exc:
         log.warning("seat_job_not_queued", error=str(exc))
         return SeedJSON(SEAT_FAILED)
-    api.metrics.seat_jobs.inc()
+    api.metrics.seat_job_queued()
     log.debug("seat_job_queued", job_id=job_id)
     return SeedJSON(SEAT_IN_PROCESS)
 

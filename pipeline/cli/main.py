@@ -116,11 +116,17 @@ def worker(
     consumer: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Consumer name (default host-pid-random; give one only to resume its entries).")
     ] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics "
+        "(0: any free port, logged as metrics_listening).")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        help="Address the metrics port listens on (0.0.0.0 in a container).")] = "127.0.0.1",
 ) -> None:
     """Run an agent in its consumer group until SIGTERM/SIGINT (then drain and exit 0).
 
     Example: pipeline worker agents.notifications --queue push_notification_code_2 --concurrency 2
     """
+    from pipeline.metrics import MetricsServer
     from pipeline.registry import load_agent
     from pipeline.worker import Worker
 
@@ -130,17 +136,31 @@ def worker(
         if consumer is not None:
             check_name("consumer", consumer)
         the_agent = load_agent(agent, queue=queue, concurrency=concurrency)
-        endpoint, redis = await connect(s)
-        state = ConnectionState(echo=console_echo(s))
-        state.up()
-        w = Worker(the_agent, redis, s, consumer=consumer, endpoint=endpoint, state=state)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, w.stop)
+        metrics = None
+        if metrics_port is not None:
+            metrics = MetricsServer(metrics_host, metrics_port)
+            try:
+                await metrics.start()
+            except OSError as exc:
+                raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: "
+                           f"{exc.strerror or exc}", 2) from None
         try:
-            await w.run()
+            endpoint, redis = await connect(s)
+            state = ConnectionState(echo=console_echo(s))
+            state.up()
+            w = Worker(the_agent, redis, s, consumer=consumer, endpoint=endpoint, state=state)
+            if metrics is not None:
+                metrics.watch(w)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, w.stop)
+            try:
+                await w.run()
+            finally:
+                await redis.aclose()
         finally:
-            await redis.aclose()
+            if metrics is not None:
+                await metrics.close()
         return 0
 
     raise typer.Exit(run(body))

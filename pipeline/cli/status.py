@@ -1,5 +1,5 @@
 """``pipeline status``: every stream and group with length, lag, pending, consumers,
-delayed and dead-letter counts."""
+delayed and dead-letter counts, and throughput over the last minute."""
 
 from __future__ import annotations
 
@@ -18,20 +18,32 @@ from pipeline.streams import GroupStats, StreamStats, stream_stats
 def _table(stats: list[StreamStats]) -> None:
     from rich.table import Table
 
-    table = Table(title="streams")
-    for col in ("topic", "p", "length", "delayed", "dead", "group", "lag", "pending",
-                "consumers (pending, idle s)"):
+    table = Table(title="streams (rates: last minute)")
+    for col in ("topic", "p", "length", "in/min", "delayed", "dead", "group", "lag", "pending",
+                "done/min", "failed/min", "consumers (pending, idle s)"):
         table.add_column(col, justify="left" if col in ("topic", "group") else "right")
     for s in stats:
         groups: list[GroupStats | None] = list(s.groups) or [None]
         for g in groups:
             members = "" if g is None else ", ".join(
                 f"{m.name} ({m.pending}, {m.idle_ms / 1000:.0f})" for m in g.members)
-            table.add_row(s.topic, str(s.partition), str(s.length), str(s.delayed), str(s.dead),
+            table.add_row(s.topic, str(s.partition), str(s.length), _num(s.produced_per_min),
+                          str(s.delayed), str(s.dead),
                           "-" if g is None else g.group,
-                          "-" if g is None or g.lag is None else str(g.lag),
-                          "-" if g is None else str(g.pending), members)
+                          "-" if g is None else _num(g.lag),
+                          "-" if g is None else str(g.pending),
+                          "-" if g is None else _num(g.handled_per_min),
+                          "-" if g is None else _num(g.failed_per_min), members)
     console().print(table)
+
+
+def _num(value: float | None) -> str:
+    """A count or rate; ``-`` when unknown (no worker reporting there)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}".removesuffix(".0")
+    return str(value)
 
 
 def status(
@@ -40,7 +52,8 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")]
     = False,
 ) -> None:
-    """Show every stream: length, delayed and dead counts; per group lag, pending, consumers.
+    """Show every stream: length, produced rate, delayed and dead counts; per group lag,
+    pending, handled and failed in the last minute, consumers (pending, idle time).
 
     Example: pipeline status --json
     """
