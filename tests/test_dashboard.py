@@ -120,6 +120,32 @@ async def test_the_queue_counts_follow_the_jobs_while_a_worker_runs_them(
     assert counts == {b"completed": b"6"}
 
 
+async def test_a_running_job_shows_its_progress_live_and_fades_out_when_completed(
+        served: Served, browser: Browser, procs: Procs, redis: aioredis.Redis) -> None:
+    queue = "dash_live"
+    [job_id] = await JobQueue(redis, queue).create(jobs("4155550100"))
+    await browser.open(served)
+    await browser.seen(browser.testid(f"queue-{queue}-waiting"), "1")
+    await browser.seen(browser.testid("events-state"), "live")
+
+    procs.worker("tests.dashboard_agents:agent", "--queue", queue)  # holds it at 50%
+    item = browser.testid(f"job-{job_id}")
+    bar = item.get_by_role("progressbar", name=f"Job {job_id} progress")
+    try:
+        await expect(bar).to_have_attribute("aria-valuenow", "50", timeout=SEEN_MS)
+        await browser.seen(browser.testid(f"job-{job_id}-state"), "50%")
+        await expect(browser.testid("jobs-empty")).to_be_hidden()
+
+        await redis.set(gate_key(queue), 1)
+        await browser.seen(browser.testid(f"job-{job_id}-state"), "completed")
+        await expect(bar).to_have_attribute("aria-valuenow", "100")
+        await expect(item).to_have_count(0, timeout=SEEN_MS)  # faded out and removed
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{procs.report()}") from None
+    await expect(browser.testid("jobs-empty")).to_be_visible()
+    await browser.seen(browser.testid(f"queue-{queue}-completed"), "1")
+
+
 async def test_the_redrive_button_moves_a_dead_letter_back_onto_its_stream(
         served: Served, browser: Browser, procs: Procs, redis: aioredis.Redis) -> None:
     queue = "dash_dead"
@@ -181,6 +207,28 @@ async def test_stock_and_seat_counts_are_the_apis_and_follow_reservations(
                 ).status_code == 201
         now = next(p for p in (await client.get("/v1/products")).json() if p["id"] == 1)
     await browser.seen(browser.testid("stock-1"), str(now["available"]))
+
+
+async def test_without_an_event_stream_the_page_keeps_working_and_retries(
+        served: Served, browser: Browser, redis: aioredis.Redis) -> None:
+    asked: list[str] = []
+
+    async def refuse(route: Any) -> None:
+        asked.append(route.request.url)
+        await route.fulfill(status=404, content_type="application/problem+json", body="{}")
+
+    await browser.page.route("**/v1/events?**", refuse)
+    await JobQueue(redis, "dash_noevents").create(jobs("4155550100"))
+    await browser.open(served)
+    await browser.seen(browser.testid("events-state"), "unavailable")
+    await browser.seen(browser.testid("queue-dash_noevents-waiting"), "1")
+
+    def asked_twice() -> bool:
+        return len(asked) >= 2
+
+    await wait_for(asked_twice, timeout=SEEN_MS / 1000, message="the page asked again")
+    await browser.page.unroute("**/v1/events?**")
+    await browser.seen(browser.testid("events-state"), "live")
 
 
 async def test_a_server_gone_away_shows_as_disconnected(served: Served, browser: Browser

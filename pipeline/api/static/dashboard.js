@@ -147,9 +147,9 @@
     });
     $("queues-empty").hidden = queues.length > 0;
     const names = queues.map((q) => q.queue);
-    if (names.some((n) => !knownQueues.includes(n))) {
+    if (!source || names.some((n) => !knownQueues.includes(n))) {
       knownQueues = names;
-      connectEvents();   // follow the new queue's events too
+      connectEvents();   // the first time, and to follow a new queue's events too
     }
     const dead = queues.reduce((n, q) => n + q.dead, 0);
     $("dead-total").textContent = dead ? `(${dead} in all)` : "";
@@ -445,24 +445,29 @@
     badge.textContent = state;
   }
 
+  // A new connection replaces the old one only once it is open, so no event falls in between
+  // (one that both deliver is shown twice, which changes nothing).
   function connectEvents() {
     clearTimeout(retryTimer);
-    if (source) source.close();
-    // no topic: the server's default (every job queue and the reservations ledger); once
-    // the queues are known, name them, so a queue made later is followed too
+    const previous = source;
     const params = new URLSearchParams({ since: "now" });
-    if (knownQueues.length) {
-      for (const q of knownQueues) params.append("topic", `jobs:${q}`);
-      params.append("topic", "reservations");
-    }
+    for (const q of knownQueues) params.append("topic", `jobs:${q}`);
+    params.append("topic", "reservations");
     const es = new EventSource(`v1/events?${params}`);
     source = es;
-    showEvents("connecting");
-    es.onopen = () => showEvents("live");
+    if (!previous) showEvents("connecting");
+    es.onopen = () => {
+      showEvents("live");
+      if (previous) previous.close();
+    };
     es.onerror = () => {
-      if (source !== es) return;
+      if (source !== es) {   // replaced meanwhile
+        es.close();
+        return;
+      }
       if (es.readyState === EventSource.CLOSED) {
-        // refused (not there yet, or an error status): the browser gives up, so do we, later
+        // refused (not there, or an error status): the browser gives up, so do we, for now
+        if (previous) previous.close();
         showEvents("unavailable");
         retryTimer = setTimeout(connectEvents, EVENTS_RETRY_MS);
       } else {
@@ -480,6 +485,5 @@
   const deadPoller = poller("deadletters", SLOW_POLL_MS, refreshDead);
   const stockPoller = poller("stock", SLOW_POLL_MS, refreshStock);
   void lagPoller;
-  showJobCounts();
-  if (!source) connectEvents();
+  showJobCounts();   // the event stream starts after the first answer from /v1/queues
 })();
