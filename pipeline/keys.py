@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pipeline.errors import ConfigError
 
 PREFIX = "pl"
+#: the control stream: operators' commands to every worker; its newest entry holds the
+#: current pause state (``pipeline.control``)
+CONTROL_STREAM = f"{PREFIX}:control"
+#: the channel control commands are announced on; ``pipeline serve`` stops on KILL_SERVER here
+CONTROL_CHANNEL = f"{PREFIX}:control"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9_.\-]{1,100}(:[A-Za-z0-9_.\-]{1,100})?$")
 

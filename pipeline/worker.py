@@ -141,6 +141,7 @@ class Worker:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._background: set[asyncio.Task[None]] = set()
+        self._holds: list[asyncio.Event] = []
         self._reader_id: int | None = None
         self.ready = asyncio.Event()
 
@@ -155,6 +156,8 @@ class Worker:
         if not finish_queued:
             self._finish_queued = False
         self._stopping.set()
+        for hold in self._holds:
+            hold.set()
         self._paused = False  # a paused worker that stops still drains what it holds
         self._resumed.set()
         self._work.set()
@@ -189,6 +192,14 @@ class Worker:
     def paused(self) -> bool:
         return self._paused
 
+    def hold_start(self) -> asyncio.Event:
+        """For a companion, in its first step (before it awaits anything): no entry is read or
+        run until the returned event is set, so that it can act first (``pipeline.control``
+        starts a worker of a paused scope paused). ``stop()`` releases every hold."""
+        hold = asyncio.Event()
+        self._holds.append(hold)
+        return hold
+
     async def run(self) -> Stats:
         """Run until ``stop()``; returns the counts of what was handled."""
         await self._with_reconnect(self._ensure_group)
@@ -197,6 +208,16 @@ class Worker:
         await self._with_reconnect(self._read_own_pending)
         self.ready.set()
         self.log.info("worker_started", group=self.group, concurrency=self.concurrency)
+        # companions first: one may hold the start (``hold_start``) before any entry runs
+        companions = [asyncio.create_task(self._companion(c)) for c in self.companions]
+        try:
+            await asyncio.sleep(0)  # each companion's first step
+            for hold in self._holds:
+                await hold.wait()
+        except BaseException:
+            for companion in companions:
+                companion.cancel()
+            raise
         slots = [asyncio.create_task(self._slot()) for _ in range(self.concurrency)]
         settler = asyncio.create_task(self._settler())
         reader = asyncio.create_task(self._reader())
@@ -210,7 +231,6 @@ class Worker:
             asyncio.create_task(self._promoter()),
             asyncio.create_task(self._every(60.0, self._gc)),
         ]
-        companions = [asyncio.create_task(self._companion(c)) for c in self.companions]
         stop_wait = asyncio.create_task(self._stopping.wait())
         watched = [stop_wait, settler, reader, heartbeat, *maintenance, *slots]
         try:
@@ -278,6 +298,8 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a companion must not kill the worker
+            for hold in self._holds:  # nor hold its start
+                hold.set()
             self.log.error("companion_failed", companion=getattr(companion, "__name__", "?"),
                            error=repr(exc))
 

@@ -1,4 +1,8 @@
-"""``pipeline serve``: the HTTP API (the seed's routes, ``/v1``, ``/metrics``) under uvicorn."""
+"""``pipeline serve``: the HTTP API (the seed's routes, ``/v1``, ``/metrics``) under uvicorn.
+
+It stops gracefully (lifespan shutdown, exit 0) on SIGTERM/SIGINT, on the seed's
+``KILL_SERVER`` published on the control channel ``pl:control``, and on a ``pipeline control
+drain`` or ``stop`` for every group (``pipeline.control.stop_requested``)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,15 @@ import typer
 
 from pipeline.cli.common import connect, run
 from pipeline.cli.shape import OneLineCommand, prepare
+from pipeline.control import stop_requested
 from pipeline.errors import ConfigError
+from pipeline.logging import get_logger
 
 READY_LINE = "Serving HTTP on http://{host}:{port} (Ctrl-C to stop)"
+#: how long start-up waits for the control listeners before serving anyway
+CONTROL_READY_S = 5.0
+
+log = get_logger("pipeline.cli.serve")
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -50,7 +60,8 @@ def serve(
 
     Start-up never resets stock or seats: they survive a restart.
 
-    SIGTERM or Ctrl-C stops gracefully (exit 0).
+    SIGTERM or Ctrl-C stops gracefully (exit 0), as do `pipeline publish pl:control
+    KILL_SERVER` and `pipeline control drain` or `stop` without --group.
 
     Example: pipeline serve --port 1245
     """
@@ -75,13 +86,32 @@ def serve(
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                                     server_header=False, date_header=True)
             server = Server(config)
+            listening = asyncio.Event()
+            control = asyncio.create_task(stop_requested(
+                redis, block_ms=s.effective_block_ms, ready=listening))
+
+            def told_to_stop(done: asyncio.Task[str]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    log.info("serve_stopping", reason=done.result())
+                    server.should_exit = True
+                elif not done.cancelled():
+                    log.error("control_listener_failed", error=repr(done.exception()))
+
+            control.add_done_callback(told_to_stop)
+            with contextlib.suppress(TimeoutError):
+                # a KILL_SERVER sent right after the ready line must be heard
+                await asyncio.wait_for(listening.wait(), CONTROL_READY_S)
             task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
             if server.started:
                 bound = sock.getsockname()
                 print(READY_LINE.format(host=host, port=bound[1]), flush=True)
-            await task
+            try:
+                await task
+            finally:
+                control.cancel()
+                await asyncio.gather(control, return_exceptions=True)
             return 0 if server.started else 1
         finally:
             sock.close()
