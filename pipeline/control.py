@@ -288,8 +288,9 @@ async def obey(worker: Worker) -> None:
                 await backoff.sleep()
         paused = state.paused(worker.group)
         if paused:
+            last = state.last
             worker.log.info("control_paused_at_start", since=state.last_id,
-                            reason=state.last.reason if state.last else "")
+                            reason=last.reason if last and last.command == "pause" else "")
             worker.pause()
         hold.set()
         while True:
