@@ -24,7 +24,7 @@ _TOPIC = re.compile(r"^[A-Za-z0-9_.\-]{1,100}(:[A-Za-z0-9_.\-]{1,100})?$")
 
 def check_name(kind: str, value: str) -> str:
     """Queue, group and agent names: letters, digits, ``_ . -``; 1-100 characters."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(
             f"invalid {kind} name {value!r}: use 1-100 letters, digits, '_', '.' or '-'"
         )
@@ -32,7 +32,7 @@ def check_name(kind: str, value: str) -> str:
 
 
 def check_topic(value: str) -> str:
-    if not isinstance(value, str) or not _TOPIC.match(value):
+    if not isinstance(value, str) or not _TOPIC.fullmatch(value):
         raise ConfigError(
             f"invalid topic {value!r}: use NAME or KIND:NAME with letters, digits, '_', '.' or '-'"
         )

@@ -92,3 +92,14 @@ def test_a_type_can_be_registered_once():
         @register
         class Other(EventModel):
             EVENT_TYPE = "test.codec.mine"
+
+
+@pytest.mark.parametrize("value", ["q\n", "q\r", "a b", "", "x" * 101, "q:"])
+def test_names_and_topics_refuse_a_trailing_newline_and_other_characters(value):
+    from pipeline.errors import ConfigError
+    from pipeline.keys import check_name, check_topic
+
+    with pytest.raises(ConfigError):
+        check_name("queue", value)
+    with pytest.raises(ConfigError):
+        check_topic(value if value != "q:" else "q:\n")

@@ -5,6 +5,7 @@ a job's events in order, resuming with ``Last-Event-ID``, the default topics, ke
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -224,3 +225,19 @@ async def test_a_quiet_stream_sends_keepalive_comments_then_events(
     lines = frame.splitlines()
     assert lines[0].startswith(f"id: {TOPIC}=") and lines[1] == "event: job.created"
     assert json.loads(lines[2].removeprefix("data: "))["type"] == "job.created"
+
+
+async def test_a_graceful_stop_ends_open_event_streams_and_exits_zero(
+        servers: Servers) -> None:
+    """uvicorn's graceful stop waits for every response: an open dashboard must not keep
+    ``pipeline serve`` running after SIGTERM. Its streams end with a comment instead, and the
+    browser reconnects (with Last-Event-ID) to the next server."""
+    served = await servers.ready(servers.start())
+    async with sse(served.url, topic=TOPIC) as stream:
+        served.popen.send_signal(signal.SIGTERM)
+        comments: list[str] = []
+        with pytest.raises(AssertionError, match="the stream ended"):
+            while True:
+                comments += (await stream.next()).comments
+    assert any("server stopping" in c for c in comments), comments
+    assert served.popen.wait(15) == 0, served.output()

@@ -15,6 +15,7 @@ blocking read is cancelled and its Redis connection closed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -36,6 +37,8 @@ router = APIRouter(prefix="/v1", tags=["v1"])
 KEEPALIVE_S = 15.0
 #: what a browser's EventSource waits before reconnecting, in ms (sent once, as ``retry:``)
 RETRY_MS = 2000
+#: the longest a blocking read lasts before a stream checks whether the server is stopping
+CLOSING_CHECK_MS = 500
 PARAMS = frozenset({"topic", "since"})
 MEDIA_TYPE = "text/event-stream"
 log = get_logger("pipeline.api.events")
@@ -49,16 +52,20 @@ def frame(event: LiveEvent) -> bytes:
     return f"id: {event.cursor}\nevent: {name}\ndata: {event.to_json()}\n\n".encode()
 
 
-async def event_stream(tail: Tail, block_ms: int, keepalive_s: float = KEEPALIVE_S
-                       ) -> AsyncIterator[bytes]:
+async def event_stream(tail: Tail, block_ms: int, keepalive_s: float = KEEPALIVE_S,
+                       closing: asyncio.Event | None = None) -> AsyncIterator[bytes]:
     """The body of ``/v1/events``: events as they come, a keepalive comment after
-    ``keepalive_s`` of silence; ends when Redis is lost (the browser then reconnects with
-    ``Last-Event-ID``). Closes the tail however it ends, cancellation included."""
-    block = max(1, min(block_ms, int(keepalive_s * 1000)))
+    ``keepalive_s`` of silence; ends when Redis is lost or ``closing`` is set (the server is
+    stopping: a graceful stop waits for open responses), and the browser then reconnects
+    with ``Last-Event-ID``. Closes the tail however it ends, cancellation included."""
+    block = max(1, min(block_ms, int(keepalive_s * 1000), CLOSING_CHECK_MS))
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
         quiet_since = time.monotonic()
         while True:
+            if closing is not None and closing.is_set():
+                yield b": server stopping, reconnect with Last-Event-ID\n\n"
+                return
             try:
                 batch = await tail.read(block)
             except CONNECTION_ERRORS:
@@ -119,5 +126,6 @@ async def events(request: Request) -> StreamingResponse:
     except ConfigError as exc:
         raise _bad(str(exc)) from None
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(event_stream(tail, api.settings.effective_block_ms),
+    return StreamingResponse(event_stream(tail, api.settings.effective_block_ms,
+                                          closing=api.closing),
                              media_type=MEDIA_TYPE, headers=headers)

@@ -4,7 +4,9 @@ object only holds handles to it."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.requests import Request
@@ -27,6 +29,8 @@ class Api:
     processor: QueueProcessor = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     started: bool = False
+    #: set when the server begins to shut down: open event streams end (clients reconnect)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.inventory = Inventory(self.redis)
@@ -34,7 +38,12 @@ class Api:
 
     @staticmethod
     def of(request: Request) -> Api:
-        api = request.app.state.api
+        return Api.of_app(request.app)
+
+    @staticmethod
+    def of_app(app: Any) -> Api:
+        """The handles of an app made by ``create_app``."""
+        api = app.state.api
         assert isinstance(api, Api)
         return api
 
@@ -47,6 +56,7 @@ class Api:
 
     async def stop(self) -> None:
         """Stop this process's seat worker, if it runs here, and release its lock."""
+        self.closing.set()
         await self.processor.close()
 
     async def seats_left(self) -> int:

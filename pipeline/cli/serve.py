@@ -20,6 +20,8 @@ from pipeline.control import stop_requested
 from pipeline.errors import ConfigError
 from pipeline.logging import get_logger
 
+#: the longest a graceful stop waits for responses still being sent
+GRACEFUL_S = 10
 READY_LINE = "Serving HTTP on http://{host}:{port} (Ctrl-C to stop)"
 #: how long start-up waits for the control listeners before serving anyway
 CONTROL_READY_S = 5.0
@@ -68,6 +70,7 @@ def serve(
     import uvicorn
 
     from pipeline.api import create_app
+    from pipeline.api.state import Api
 
     s = prepare(ctx)
 
@@ -78,13 +81,19 @@ def serve(
                 yield
                 self._captured_signals.clear()  # a signal is a graceful stop here: exit 0
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # open event streams (a dashboard) end first: uvicorn waits for every response
+            Api.of_app(self.config.app).closing.set()
+            await super().shutdown(sockets)
+
     async def body() -> int:
         sock = listen(host, port)
         _, redis = await connect(s)
         try:
             app = create_app(redis, s, seat_agent=seat_agent)
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                    server_header=False, date_header=True)
+                                    server_header=False, date_header=True,
+                                    timeout_graceful_shutdown=GRACEFUL_S)
             server = Server(config)
             listening = asyncio.Event()
             control = asyncio.create_task(stop_requested(
