@@ -240,6 +240,8 @@ class Listener:
             aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
         self.block_ms = max(1, block_ms)
         self.since = since
+        #: the server's id of this listener's connection (for CLIENT UNBLOCK)
+        self.client_id: int | None = None
 
     async def state(self) -> ControlState:
         """The current state; reading goes on after it."""
@@ -247,10 +249,22 @@ class Listener:
         self.since = state.last_id
         return state
 
+    async def unblock(self, other: aioredis.Redis) -> None:
+        """End a blocked read now (it returns as if its BLOCK ran out), through ``other``."""
+        if self.client_id is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS, ResponseError):
+                await other.client_unblock(self.client_id)
+
     async def read(self) -> list[Command]:
         """The commands added since the last read, waiting up to ``block_ms`` for one."""
-        reply: Any = await self.conn.xread({CONTROL_STREAM: self.since}, count=100,
-                                           block=self.block_ms)
+        try:
+            if self.client_id is None:
+                self.client_id = int(await self.conn.client_id())
+            reply: Any = await self.conn.xread({CONTROL_STREAM: self.since}, count=100,
+                                               block=self.block_ms)
+        except CONNECTION_ERRORS:
+            self.client_id = None  # a new connection gets a new id
+            raise
         commands: list[Command] = []
         for _, entries in reply or []:
             for entry_id, fields in entries:
@@ -273,6 +287,7 @@ async def obey(worker: Worker) -> None:
     ``drain`` -> ``worker.stop()``, ``stop`` -> ``worker.stop(finish_queued=False)``, and the
     pause state of the worker's group -> ``pause()``/``resume()`` when it changes."""
     hold = worker.hold_start()
+    unblocker: asyncio.Task[None] | None = None
     listener = Listener(worker.redis, name=listener_name(worker.group, worker.consumer),
                         block_ms=worker.settings.effective_block_ms)
     backoff = Backoff()
@@ -293,7 +308,10 @@ async def obey(worker: Worker) -> None:
                             reason=last.reason if last and last.command == "pause" else "")
             worker.pause()
         hold.set()
-        while True:
+        # at stop, the blocked read is ended (CLIENT UNBLOCK) and the loop leaves by itself:
+        # a task cancelled inside a blocking read is not reliably ended by redis-py
+        unblocker = asyncio.create_task(_unblock_at_stop(worker, listener))
+        while not worker.stopping:
             try:
                 commands = await listener.read()
             except CONNECTION_ERRORS as exc:
@@ -320,7 +338,14 @@ async def obey(worker: Worker) -> None:
                     paused = now
     finally:
         hold.set()
+        if unblocker is not None:
+            unblocker.cancel()
         await listener.aclose()
+
+
+async def _unblock_at_stop(worker: Worker, listener: Listener) -> None:
+    await worker.until_stopping()
+    await listener.unblock(worker.redis)
 
 
 async def stop_requested(redis: aioredis.Redis, *, block_ms: int,

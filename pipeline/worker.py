@@ -167,6 +167,10 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    async def until_stopping(self) -> None:
+        """Return once ``stop()`` was called (for companions that end by themselves)."""
+        await self._stopping.wait()
+
     def pause(self) -> None:
         """Stop reading and starting entries; handlers running now finish and settle, entries
         held keep their leases (the heartbeat goes on) until ``resume()``."""
