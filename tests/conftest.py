@@ -8,15 +8,16 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from pipeline import logging as plog
+from pipeline.reservations import SEED_RESOURCES, Inventory
 from pipeline.server import EmbeddedServer
 from pipeline.settings import Settings
-from pipeline.reservations import SEED_RESOURCES, Inventory
 from pipeline.testing import start_server
-from tests.processes import Procs
+from tests.processes import Procs, Servers
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seed" / "seed.json"
@@ -71,3 +72,20 @@ def procs(server: EmbeddedServer, tmp_path: Path) -> Iterator[Procs]:
     """Real subprocesses against the test server, killed at the end."""
     with Procs(tmp_path, server.url) as ps:
         yield ps
+
+
+@pytest.fixture
+def servers(server: EmbeddedServer, tmp_path: Path) -> Iterator[Servers]:
+    """``pipeline serve`` processes against the test's server, killed at the end."""
+    s = Servers(tmp_path, server.url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def client(redis: aioredis.Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of an in-process app over the test's server."""
+    from tests.test_api_helpers import serving
+
+    async with serving(redis, settings) as (_, c):
+        yield c

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+
+from pipeline.testing import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = Path(sys.executable).parent / "pipeline"
@@ -128,3 +132,70 @@ class Procs:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: the ready line of ``pipeline serve`` (its port)
+READY = re.compile(r"Serving HTTP on http://127\.0\.0\.1:(\d+) ")
+
+
+@dataclass
+class Served:
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    @property
+    def port(self) -> int | None:
+        m = READY.search(self.output())
+        return int(m.group(1)) if m else None
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        """SIGTERM: a graceful stop."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(30)
+
+
+class Servers:
+    def __init__(self, folder: Path, url: str) -> None:
+        self.folder, self.redis_url = folder, url
+        self.started: list[Served] = []
+
+    def start(self, *args: str) -> Served:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PIPELINE_") and k != "REDIS_URL"}
+        env.update(PYTHONUNBUFFERED="1", REDIS_URL=self.redis_url, PIPELINE_LOG_FORMAT="json",
+                   PIPELINE_LEASE_MS="1000", PIPELINE_BLOCK_MS="100",
+                   PIPELINE_DATA_DIR=str(self.folder / "data"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        log = self.folder / f"serve-{len(self.started) + 1}.log"
+        with open(log, "wb") as out:
+            popen = subprocess.Popen([str(PIPELINE), "serve", *(args or ("--port", "0"))],
+                                     stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, env=env, cwd=self.folder)
+        served = Served(popen, log)
+        self.started.append(served)
+        return served
+
+    async def ready(self, served: Served) -> Served:
+        def check() -> bool:
+            if served.popen.poll() is not None:
+                raise AssertionError(f"serve exited {served.popen.returncode}:\n"
+                                     f"{served.output()}")
+            return served.port is not None
+
+        await wait_for(check, timeout=30, message="the server's ready line")
+        return served
+
+    def close(self) -> None:
+        for s in self.started:
+            if s.popen.poll() is None:
+                s.popen.kill()
+                s.popen.wait(10)

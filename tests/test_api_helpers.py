@@ -40,3 +40,19 @@ async def ledger_length(redis: aioredis.Redis) -> int:
 def compact(body: Any) -> bytes:
     """``JSON.stringify(body)``."""
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+PROBLEM = "application/problem+json"
+
+
+def problem(r: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
+    """The problem+json body of ``r``, checked: status, content type, title and detail, and
+    the problem type when ``slug`` is given."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    if slug is not None:
+        assert body["type"] == f"urn:pipeline:problem:{slug}"
+    return body

@@ -4,7 +4,6 @@ the dashboard's files. In-process app, real server, real workers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,10 +20,9 @@ from pipeline.settings import Settings
 from pipeline.testing import running, wait_for
 from schemas.base import EventModel
 from schemas.jobs import PushNotification
-from tests.test_api_helpers import serving
+from tests.test_api_helpers import problem
 
 pytestmark = pytest.mark.timeout(60)
-PROBLEM = "application/problem+json"
 QUEUE = "ops_q"
 KEYS = Keys(job_topic(QUEUE), 0)
 BLOCKED = "4153518780"
@@ -34,22 +32,6 @@ FINE = "4155550100"
 class Quiet:
     async def send(self, phone_number: str, message: str) -> None:
         return None
-
-
-@pytest.fixture
-async def client(redis: aioredis.Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(redis, settings) as (_, c):
-        yield c
-
-
-def problem(r: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status and body["detail"]
-    if slug is not None:
-        assert body["type"] == f"urn:pipeline:problem:{slug}"
-    return body
 
 
 async def create(redis: aioredis.Redis, *phones: str, queue: str = QUEUE) -> list[str]:

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pipeline.server import EmbeddedServer
-from tests.test_api_serve import Servers
+from tests.processes import Servers
 
 pytestmark = pytest.mark.timeout(300)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

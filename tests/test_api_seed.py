@@ -4,7 +4,6 @@ and Express's content type, in every state (sold out, blocked, unknown and malfo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -21,12 +20,6 @@ ITEMS = SEED["products"]["items"]
 NOT_FOUND = b'{"status":"Product not found"}'
 MALFORMED_IDS = ["1abc", "01", "+1", "-1", "1.0", "1e0", "0x1", "%201", "1%20", "abc",
                  "99999999999999999999", "9" * 400, "%E2%91%A0", "１"]
-
-
-@pytest.fixture
-async def client(redis: aioredis.Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(redis, settings) as (_, c):
-        yield c
 
 
 async def get(client: httpx.AsyncClient, path: str) -> bytes:

@@ -14,28 +14,9 @@ import redis.asyncio as aioredis
 from pipeline.api.inputs import MAX_BODY
 from pipeline.reservations import Inventory
 from pipeline.server import EmbeddedServer
-from pipeline.settings import Settings
-from tests.test_api_helpers import LEDGER, ledger_length, serving
+from tests.test_api_helpers import LEDGER, ledger_length, problem
 
 pytestmark = pytest.mark.timeout(60)
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def client(redis: aioredis.Redis, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serving(redis, settings) as (_, c):
-        yield c
-
-
-def problem(r: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    if slug is not None:
-        assert body["type"] == f"urn:pipeline:problem:{slug}"
-    return body
 
 
 async def test_products_are_listed_with_what_is_available(client: httpx.AsyncClient) -> None:

@@ -7,7 +7,7 @@ a server gone away shows as disconnected. The tests wait on the page's DOM with 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +18,16 @@ from playwright.async_api import Locator, Page, async_playwright, expect
 
 from pipeline.jobs import JobQueue
 from pipeline.keys import Keys, job_topic
-from pipeline.server import EmbeddedServer
 from pipeline.testing import wait_for
 from schemas.jobs import PushNotification
 from tests.browser import ARGS, chromium
 from tests.dashboard_agents import gate_key
-from tests.processes import Procs
-from tests.test_api_serve import Served, Servers
+from tests.processes import Procs, Served, Servers
 
 pytestmark = pytest.mark.timeout(120)
 #: how long the page may take to show a change (it polls every one or two seconds)
 SEEN_MS = 20_000
 BLOCKED = "4153518780"
-
-
-@pytest.fixture
-def servers(server: EmbeddedServer, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(tmp_path, server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,12 +20,11 @@ from pipeline.jobs import JobQueue
 from pipeline.keys import job_topic
 from pipeline.live import CLIENT_NAME, Tail, events_stream, parse_cursor
 from pipeline.reservations import Inventory, LedgerKeys
-from pipeline.server import EmbeddedServer
 from pipeline.settings import Settings
 from pipeline.testing import running, wait_for
 from schemas.jobs import PushNotification
 from tests import live_agents
-from tests.test_api_serve import Served, Servers
+from tests.processes import Served, Servers
 
 pytestmark = pytest.mark.timeout(90)
 QUEUE = live_agents.QUEUE
@@ -95,13 +93,6 @@ async def sse(url: str, headers: dict[str, str] | None = None, **params: Any
         first = await stream.next()
         assert "connected" in first.comments
         yield stream
-
-
-@pytest.fixture
-def servers(server: EmbeddedServer, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(tmp_path, server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture
