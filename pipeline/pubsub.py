@@ -8,12 +8,14 @@ unsubscribes and stops; the publisher prints ``About to send <message>`` before 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from pipeline.compat import seed
+from pipeline.connection import CONNECTION_ERRORS
 
 KILL_MESSAGE: str = seed()["pubsub"]["kill_message"]
 PUBLISHER_LINE: str = seed()["pubsub"]["publisher_line"]
@@ -35,8 +37,8 @@ async def subscribe(redis: aioredis.Redis, channel: str, *,
     """Print each message on ``channel`` until ``KILL_SERVER`` (printed too); returns them."""
     seen: list[str] = []
     pubsub: Any = redis.pubsub()
-    await pubsub.subscribe(channel)
     try:
+        await pubsub.subscribe(channel)
         while True:
             msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
             if msg is None:
@@ -54,8 +56,13 @@ async def subscribe(redis: aioredis.Redis, channel: str, *,
             if text == KILL_MESSAGE:
                 return seen
     finally:
-        await pubsub.unsubscribe(channel)
-        await pubsub.aclose()
+        # the connection is closed whatever happened (a lost server, a cancelled task):
+        # unsubscribing is a courtesy to a server that is still there
+        try:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await pubsub.unsubscribe(channel)
+        finally:
+            await pubsub.aclose()
 
 
 def seed_schedule() -> Sequence[tuple[str, int]]:
@@ -76,9 +83,15 @@ async def play_seed(redis: aioredis.Redis, channel: str | None = None,
         echo(text)
 
     subscriber = asyncio.create_task(subscribe(redis, channel, echo=sub_echo, ready=ready))
-    await asyncio.wait_for(ready.wait(), 10)
-    publishers = [asyncio.create_task(publish(redis, channel, m, delay_ms=d, echo=echo))
-                  for m, d in seed_schedule()]
-    await asyncio.gather(*publishers)
-    await asyncio.wait_for(subscriber, 10)
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        publishers = [asyncio.create_task(publish(redis, channel, m, delay_ms=d, echo=echo))
+                      for m, d in seed_schedule()]
+        await asyncio.gather(*publishers)
+        await asyncio.wait_for(subscriber, 10)
+    finally:
+        if not subscriber.done():
+            subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await subscriber
     return printed

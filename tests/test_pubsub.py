@@ -66,3 +66,27 @@ def test_publish_with_a_bad_delay_is_a_one_line_error(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_subscriber_whose_server_dies_exits_with_a_one_line_error(
+        redis, server, tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+           "REDIS_URL": server.url}
+    sub = subprocess.Popen([PIPELINE, "subscribe", "c"], env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        async def subscribed() -> bool:
+            return (await redis.pubsub_numsub("c"))[0][1] >= 1
+
+        await wait_for(subscribed, timeout=20)
+        server.stop()
+        out, err = await asyncio.to_thread(sub.communicate, timeout=40)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.communicate()
+    assert sub.returncode not in (0, None)
+    assert out.splitlines() == ["Redis client connected to the server"]
+    assert "Traceback" not in err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
