@@ -10,7 +10,7 @@ Where a command goes:
   the current state and trimming old entries never loses it.
 - the **channel** ``pl:control``: the same command as JSON (``id``, ``command``, ``group``,
   ``reason``, ``by``, ``at``), for whoever watches live (``pipeline subscribe pl:control``).
-  ``pipeline serve`` listens here, also for the seed's ``KILL_SERVER``.
+  ``pipeline serve`` listens here, also for the seed's ``KILL_SERVER`` (``pipeline.serve_stop``).
 
 What a worker does (``obey``, a companion of every ``Worker``):
 
@@ -123,7 +123,7 @@ class Command:
     def from_entry(cls, entry_id: Any, fields: Any) -> Command | None:
         """The command of a stream entry, or None when it is not a valid one (written by
         hand, or by a newer version): such an entry is skipped, never obeyed."""
-        f = {_text(k): _text(v) for k, v in (fields or {}).items()}
+        f = {text_of(k): text_of(v) for k, v in (fields or {}).items()}
         command, scope = f.get("command", ""), f.get("group", "")
         try:
             check_command(command)
@@ -135,7 +135,7 @@ class Command:
         if not isinstance(state, dict) or not all(
                 isinstance(v, str) for v in state.values()):
             return None
-        return cls(_text(entry_id), command, group, f.get("reason", ""), f.get("by", ""), at,
+        return cls(text_of(entry_id), command, group, f.get("reason", ""), f.get("by", ""), at,
                    state)
 
 
@@ -172,7 +172,7 @@ async def send(redis: aioredis.Redis, command: str, group: str | None = None,
     rows: Any = await redis.xrange(CONTROL_STREAM, min=entry_id, max=entry_id)
     sent = Command.from_entry(rows[0][0], rows[0][1]) if rows else None
     if sent is None:  # trimmed at once: only with a tiny MAXLEN; keep what we know
-        sent = Command(_text(entry_id), command, group, text, who)
+        sent = Command(text_of(entry_id), command, group, text, who)
     await redis.publish(CONTROL_CHANNEL, sent.to_json())
     log.debug("control_sent", command=command, group=group, entry_id=sent.id, reason=text)
     return sent
@@ -190,7 +190,7 @@ async def current_state(redis: aioredis.Redis) -> ControlState:
     rows = await redis.xrevrange(CONTROL_STREAM, count=1)
     if not rows:
         return ControlState()
-    newest = _text(rows[0][0])
+    newest = text_of(rows[0][0])
     valid = await history(redis, 50)
     if not valid:
         return ControlState(newest)
@@ -206,7 +206,7 @@ async def listening(redis: aioredis.Redis) -> dict[str, int] | None:
         return None
     counts: dict[str, int] = {}
     for c in clients:
-        name = _text(c.get("name") or "")
+        name = text_of(c.get("name") or "")
         if name.startswith(LISTENER_PREFIX):
             group = name[len(LISTENER_PREFIX):].split(":", 1)[0]
             counts[group] = counts.get(group, 0) + 1
@@ -268,7 +268,7 @@ class Listener:
         commands: list[Command] = []
         for _, entries in reply or []:
             for entry_id, fields in entries:
-                self.since = _text(entry_id)
+                self.since = text_of(entry_id)
                 command = Command.from_entry(entry_id, fields)
                 if command is None:
                     log.warning("control_entry_invalid", entry_id=self.since)
@@ -348,105 +348,5 @@ async def _unblock_at_stop(worker: Worker, listener: Listener) -> None:
     await listener.unblock(worker.redis)
 
 
-async def stop_requested(redis: aioredis.Redis, *, block_ms: int,
-                         ready: asyncio.Event | None = None) -> str:
-    """Return when ``pipeline serve`` should stop: the seed's ``KILL_SERVER`` on the control
-    channel, or a ``stop``/``drain`` for all groups (on the channel, or on the stream after
-    this call began). Returns what it was, for the log. ``ready`` is set once both are watched.
-    Connection errors are waited out (with backoff), never raised."""
-    channel_ready, stream_ready = asyncio.Event(), asyncio.Event()
-    watchers = [asyncio.create_task(_channel_stop(redis, channel_ready)),
-                asyncio.create_task(_stream_stop(redis, block_ms, stream_ready))]
-    both = asyncio.create_task(_both(channel_ready, stream_ready, ready))
-    try:
-        done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
-        return next(iter(done)).result()
-    finally:
-        for task in [*watchers, both]:
-            task.cancel()
-        await asyncio.gather(*watchers, both, return_exceptions=True)
-
-
-async def _both(a: asyncio.Event, b: asyncio.Event, ready: asyncio.Event | None) -> None:
-    await a.wait()
-    await b.wait()
-    if ready is not None:
-        ready.set()
-
-
-def _stops_server(command: Command | None) -> bool:
-    return command is not None and command.group is None and command.command in (
-        "drain", "stop")
-
-
-async def _channel_stop(redis: aioredis.Redis, ready: asyncio.Event) -> str:
-    from pipeline.pubsub import KILL_MESSAGE
-
-    backoff = Backoff()
-    while True:
-        pubsub: Any = redis.pubsub()
-        try:
-            await pubsub.subscribe(CONTROL_CHANNEL)
-            ready.set()
-            backoff.reset()
-            while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is None or msg.get("type") != "message":
-                    continue
-                text = _text(msg["data"])
-                if text == KILL_MESSAGE:
-                    return text
-                announced = _parse_announcement(text)
-                if announced is not None and _stops_server(announced):
-                    return f"{announced.command} for all groups (entry {announced.id})"
-        except CONNECTION_ERRORS as exc:
-            log.debug("control_not_connected", error=str(exc))
-            await backoff.sleep()
-        finally:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await pubsub.aclose()
-
-
-async def _stream_stop(redis: aioredis.Redis, block_ms: int, ready: asyncio.Event) -> str:
-    listener = Listener(redis, name=None, block_ms=block_ms)
-    backoff = Backoff()
-    try:
-        while not ready.is_set():
-            try:
-                await listener.state()
-                ready.set()
-            except CONNECTION_ERRORS as exc:
-                log.debug("control_not_connected", error=str(exc))
-                await backoff.sleep()
-        while True:
-            try:
-                commands = await listener.read()
-            except CONNECTION_ERRORS as exc:
-                log.debug("control_not_connected", error=str(exc))
-                await backoff.sleep()
-                continue
-            backoff.reset()
-            for c in commands:
-                if _stops_server(c):
-                    return f"{c.command} for all groups (entry {c.id})"
-    finally:
-        await listener.aclose()
-
-
-def _parse_announcement(text: str) -> Command | None:
-    """A command as announced on the channel (JSON), or None."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    group = data.get("group")
-    fields = {"command": data.get("command") or "", "group": ALL if group is None else group}
-    if not all(isinstance(v, str) for v in fields.values()):
-        return None
-    return Command.from_entry(str(data.get("id", "")), fields)
-
-
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

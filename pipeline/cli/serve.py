@@ -2,7 +2,7 @@
 
 It stops gracefully (lifespan shutdown, exit 0) on SIGTERM/SIGINT, on the seed's
 ``KILL_SERVER`` published on the control channel ``pl:control``, and on a ``pipeline control
-drain`` or ``stop`` for every group (``pipeline.control.stop_requested``)."""
+drain`` or ``stop`` for every group (``pipeline.serve_stop.stop_requested``)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import typer
 
 from pipeline.cli.common import connect, run
 from pipeline.cli.shape import OneLineCommand, prepare
-from pipeline.control import stop_requested
 from pipeline.errors import ConfigError
 from pipeline.logging import get_logger
+from pipeline.serve_stop import stop_requested
 
 #: the longest a graceful stop waits for responses still being sent
 GRACEFUL_S = 10
