@@ -19,9 +19,9 @@ from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ServerError
 from pipeline.logging import get_logger
-from pipeline.server import Embedded, ensure_embedded
+from pipeline.server import Embedded, ensure_embedded, running
 from pipeline.settings import Settings
 
 CONNECTED_LINE = "Redis client connected to the server"
@@ -51,6 +51,25 @@ class Endpoint:
         if self.embedded is not None and self.settings is not None:
             self.embedded = ensure_embedded(self.settings.data_dir, self.settings.appendfsync)
             self.url = self.embedded.url
+
+
+async def keep_embedded(endpoint: Endpoint, every_s: float = 1.0) -> None:
+    """Run beside a long-lived command (``serve``, the watchers): whenever the embedded
+    server is gone (its owner exited) start it again, taking over ownership as a worker does,
+    so clients on its socket reconnect. Returns at once with ``REDIS_URL``."""
+    if endpoint.embedded is None or endpoint.settings is None:
+        return
+    data_dir = endpoint.settings.data_dir.resolve()
+    while True:
+        await asyncio.sleep(every_s)
+        if await asyncio.to_thread(running, data_dir):
+            continue
+        try:
+            await asyncio.to_thread(endpoint.revive)
+            log.info("embedded_server_restarted", data_dir=str(data_dir),
+                     pid=endpoint.embedded.pid if endpoint.embedded else None)
+        except ServerError as exc:
+            log.warning("embedded_server_not_restarted", error=str(exc))
 
 
 def resolve(settings: Settings) -> Endpoint:

@@ -221,6 +221,13 @@ def _read_state(data_dir: Path) -> dict[str, object] | None:
     return state if isinstance(state, dict) else None
 
 
+def running(data_dir: Path) -> bool:
+    """Is the server recorded in ``data_dir`` still running? (Cheap: no connection.)"""
+    state = _read_state(Path(data_dir).resolve())
+    pid = state.get("pid") if state else None
+    return isinstance(pid, int) and _alive(pid)
+
+
 @dataclass
 class Embedded:
     """The embedded server this process uses: ``owned`` when this process started it."""

@@ -4,6 +4,9 @@ and turning library errors into one line and a non-zero exit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -15,7 +18,14 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from pipeline import logging as plog
-from pipeline.connection import CONNECTION_ERRORS, Endpoint, client, redact, resolve
+from pipeline.connection import (
+    CONNECTION_ERRORS,
+    Endpoint,
+    client,
+    keep_embedded,
+    redact,
+    resolve,
+)
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.settings import Settings
 
@@ -66,6 +76,12 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; library errors become ``error: <reason>`` and exit 1."""
     try:
         return asyncio.run(coro_fn())
+    except BrokenPipeError:
+        # stdout was closed (``pipeline status --json | head``): the reader has what it
+        # wanted; stop quietly, and keep the interpreter's last flush from complaining
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except PipelineError as exc:
         raise fail(str(exc)) from None
     except CONNECTION_ERRORS as exc:
@@ -77,11 +93,52 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def with_client(s: Settings, body: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-    _, redis = await connect(s)
+    """Run ``body`` with a client. In embedded mode: say so on stderr when no server was
+    running in the data folder (this command started one: workers run from another folder,
+    or with ``REDIS_URL``, do not see what it does), and keep the server up while ``body``
+    runs (a watcher outlives the command that owned the server)."""
+    endpoint, redis = await connect(s)
+    keeper = asyncio.create_task(keep_embedded(endpoint))
     try:
+        if endpoint.embedded is not None and endpoint.embedded.owned is not None:
+            print(started_note(s), file=sys.stderr, flush=True)
         return await body(redis)
     finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
         await redis.aclose()
+
+
+def started_note(s: Settings) -> str:
+    return (f"note: no server was running for {s.data_dir.resolve()}, so this command "
+            "started one; workers run from another folder or with REDIS_URL do not see it")
+
+
+async def until_stopped(work: Awaitable[T]) -> T | None:
+    """Run ``work`` until it ends or SIGINT/SIGTERM arrives (then cancel it and return None:
+    a watcher's normal end, exit 0). The cancel is repeated until ``work`` has ended, so
+    one swallowed by a reconnect in progress cannot leave the command running."""
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        both: set[asyncio.Future[Any]] = {task, stopper}
+        await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
+        return None
+    finally:
+        stopper.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def read_json_file(path: Path) -> Any:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.cli.common import fail, read_json_file, run, with_client
+from pipeline.cli.common import fail, read_json_file, run, until_stopped, with_client
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, console, prepare
 from pipeline.connection import ConnectionState
 from pipeline.errors import ConfigError
@@ -273,12 +271,6 @@ def watch(
         raise fail(str(exc), 2) from None
 
     async def body() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-
         async def go(redis: Any) -> int:
             jobs = JobQueue(redis, queue)
             if job is not None:
@@ -286,16 +278,12 @@ def watch(
             tail = await Tail.open(redis, [topic], start)
             try:
                 await _watch(tail, jobs, job, as_json, s.effective_block_ms)
-            except asyncio.CancelledError:
-                pass  # Ctrl-C or SIGTERM: a normal end
             finally:
                 await tail.aclose()
             return 0
 
-        try:
-            return await with_client(s, go)
-        except asyncio.CancelledError:
-            return 0  # stopped before the tail began
+        await until_stopped(with_client(s, go))  # Ctrl-C or SIGTERM: a normal end
+        return 0
 
     raise typer.Exit(run(body))
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
-from pipeline.cli.common import run, with_client
+from pipeline.cli.common import run, until_stopped, with_client
 from pipeline.cli.shape import OneLineCommand, prepare
 from pipeline.connection import CONNECTED_LINE
 from pipeline.errors import ConfigError
@@ -53,13 +53,14 @@ def subscribe(
     ctx: typer.Context,
     channel: Annotated[str, typer.Argument(help="Channel to listen to.")],
 ) -> None:
-    """Print every message on CHANNEL; after printing KILL_SERVER, unsubscribe and exit 0.
+    """Print every message on CHANNEL; after printing KILL_SERVER, unsubscribe and exit 0
+    (as on Ctrl-C or SIGTERM).
 
     Example: pipeline subscribe "holberton school channel"
     """
     s = prepare(ctx)
 
-    async def body() -> list[str]:
+    async def body() -> int:
         _check_channel(channel)
 
         async def go(redis: aioredis.Redis) -> list[str]:
@@ -67,7 +68,8 @@ def subscribe(
             return await subscribe_channel(redis, channel,
                                            echo=lambda t: print(t, flush=True))
 
-        return await with_client(s, go)
+        await until_stopped(with_client(s, go))  # Ctrl-C or SIGTERM: a normal end
+        return 0
 
     run(body)
 

@@ -16,6 +16,7 @@ import typer
 
 from pipeline.cli.common import connect, run
 from pipeline.cli.shape import OneLineCommand, prepare
+from pipeline.connection import keep_embedded
 from pipeline.errors import ConfigError
 from pipeline.logging import get_logger
 from pipeline.serve_stop import stop_requested
@@ -88,7 +89,8 @@ def serve(
 
     async def body() -> int:
         sock = listen(host, port)
-        _, redis = await connect(s)
+        endpoint, redis = await connect(s)
+        keeper = asyncio.create_task(keep_embedded(endpoint))  # outlive the server's owner
         try:
             app = create_app(redis, s, seat_agent=seat_agent)
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
@@ -123,6 +125,8 @@ def serve(
                 await asyncio.gather(control, return_exceptions=True)
             return 0 if server.started else 1
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             sock.close()
             await redis.aclose()
 
