@@ -89,7 +89,9 @@ async def _products(client: httpx.AsyncClient, inventory: Inventory, out: TextIO
     routes += ["/reserve_product/9", "/reserve_product/1abc"]
     bodies = await _fan_out(client, routes)
     seen: Counter[tuple[str, str]] = Counter(zip(routes, bodies, strict=True))
-    for (route, body), times in sorted(seen.items()):
+    # per route: the confirmations first, then the refusals (as the requests were granted)
+    for (route, body), times in sorted(seen.items(),
+                                       key=lambda kv: (kv[0][0], "confirmed" not in kv[0][1])):
         _show(out, route, body, times)
         (summary.confirmed if "confirmed" in body else summary.rejected)[route] += times
     _show(out, "/list_products/1", (await client.get("/list_products/1")).text)

@@ -22,11 +22,17 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9_.\-]{1,100}(:[A-Za-z0-9_.\-]{1,100})?$")
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` as it goes in an error message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value))} characters)"
+
+
 def check_name(kind: str, value: str) -> str:
     """Queue, group and agent names: letters, digits, ``_ . -``; 1-100 characters."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(
-            f"invalid {kind} name {value!r}: use 1-100 letters, digits, '_', '.' or '-'"
+            f"invalid {kind} name {shown(value)}: use 1-100 letters, digits, '_', '.' or '-'"
         )
     return value
 
@@ -34,7 +40,8 @@ def check_name(kind: str, value: str) -> str:
 def check_topic(value: str) -> str:
     if not isinstance(value, str) or not _TOPIC.fullmatch(value):
         raise ConfigError(
-            f"invalid topic {value!r}: use NAME or KIND:NAME with letters, digits, '_', '.' or '-'"
+            f"invalid topic {shown(value)}: use NAME or KIND:NAME with letters, digits, '_', '.'"
+            " or '-'"
         )
     return value
 

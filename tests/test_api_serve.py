@@ -70,7 +70,7 @@ async def test_a_taken_port_is_a_one_line_error(servers: Servers) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         served = servers.start("--port", str(port))
-        assert served.popen.wait(30) == 1
+        assert served.popen.wait(30) == 2
     out = served.output().strip().splitlines()
     assert out[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: "), out
     assert len([line for line in out if line.startswith("error:")]) == 1

@@ -90,3 +90,17 @@ async def test_a_subscriber_whose_server_dies_exits_with_a_one_line_error(
     assert out.splitlines() == ["Redis client connected to the server"]
     assert "Traceback" not in err
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("channel", ["", "x" * 1001, "line\nbreak", "tab\there"],
+                         ids=["empty", "huge", "newline", "tab"])
+@pytest.mark.parametrize("command", ["publish", "subscribe"])
+def test_a_bad_channel_name_is_a_usage_error_before_connecting(tmp_path, command, channel):
+    args = [PIPELINE, command, channel] + (["m"] if command == "publish" else [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing there: it must fail before
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert len(result.stderr) < 200  # a huge name is not echoed whole

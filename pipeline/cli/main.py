@@ -56,7 +56,7 @@ def demo(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the jobs.")] = 60,
 ) -> None:
     """Run the seed's 11 notification jobs and its product and seat servers end to end,
-    then audit; or, with ``pubsub``, the seed's pub/sub exercise.
+    then audit; or, with `pubsub`, the seed's pub/sub exercise.
 
     Example: pipeline demo   (or: pipeline demo pubsub)
     """

@@ -7,10 +7,10 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
-from pipeline.cli.common import run, until_stopped, with_client
+from pipeline.cli.common import fail, run, until_stopped, with_client
 from pipeline.cli.shape import OneLineCommand, prepare
 from pipeline.connection import CONNECTED_LINE
-from pipeline.errors import ConfigError
+from pipeline.keys import shown
 from pipeline.pubsub import publish as publish_message
 from pipeline.pubsub import subscribe as subscribe_channel
 
@@ -18,8 +18,12 @@ MAX_CHANNEL = 1000
 
 
 def _check_channel(channel: str) -> str:
+    """A usage error (exit 2) for an empty, huge or control-character channel name."""
     if not channel or len(channel) > MAX_CHANNEL:
-        raise ConfigError(f"a channel name must be 1-{MAX_CHANNEL} characters")
+        raise fail(f"a channel name must be 1-{MAX_CHANNEL} characters", 2)
+    if any(ord(c) < 32 or ord(c) == 127 for c in channel):
+        raise fail(f"invalid channel {shown(channel)}: no control characters (newline, tab...)",
+                   2)
     return channel
 
 
@@ -30,14 +34,14 @@ def publish(
     delay_ms: Annotated[int, typer.Option("--delay-ms", min=0, max=86_400_000,
                                           help="Wait this long first.")] = 0,
 ) -> None:
-    """Print ``About to send MESSAGE``, then publish it (live fan-out: lossy by nature).
+    """Print "About to send MESSAGE", then publish it (live fan-out: lossy by nature).
 
     Example: pipeline publish "holberton school channel" KILL_SERVER --delay-ms 300
     """
     s = prepare(ctx)
+    _check_channel(channel)
 
     async def body() -> int:
-        _check_channel(channel)
 
         async def go(redis: aioredis.Redis) -> int:
             print(CONNECTED_LINE, flush=True)
@@ -59,9 +63,9 @@ def subscribe(
     Example: pipeline subscribe "holberton school channel"
     """
     s = prepare(ctx)
+    _check_channel(channel)
 
     async def body() -> int:
-        _check_channel(channel)
 
         async def go(redis: aioredis.Redis) -> list[str]:
             print(CONNECTED_LINE, flush=True)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import connect, run
+from pipeline.cli.common import connect, fail, run
 from pipeline.cli.shape import OneLineCommand, prepare
 from pipeline.connection import keep_embedded
 from pipeline.errors import ConfigError
@@ -88,7 +88,10 @@ def serve(
             await super().shutdown(sockets)
 
     async def body() -> int:
-        sock = listen(host, port)
+        try:
+            sock = listen(host, port)
+        except ConfigError as exc:
+            raise fail(str(exc), 2) from None  # as a taken --metrics-port of a worker
         endpoint, redis = await connect(s)
         keeper = asyncio.create_task(keep_embedded(endpoint))  # outlive the server's owner
         try:
