@@ -4,6 +4,8 @@ the dashboard's files. In-process app, real server, real workers."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import redis.asyncio as aioredis
 from agents import notifications
 from pipeline.agent import Agent, Context
 from pipeline.api.dashboard import ASSETS
+from pipeline.api.inputs import MAX_BODY
 from pipeline.errors import Retry
 from pipeline.jobs import JobHooks, JobQueue
 from pipeline.keys import Keys, job_topic
@@ -193,6 +196,87 @@ async def test_redriving_what_is_not_there_is_a_problem_and_moves_nothing(
     for path in (f"{QUEUE}/1/redrive", f"{QUEUE}/1-x/redrive", "a%20b/1-0/redrive"):
         problem(await client.post(f"/v1/deadletters/{path}"), 422, "invalid-request")
     assert await redis.xlen(KEYS.dead) == 1 and await redis.xlen(KEYS.stream) == before
+
+
+async def dead_letter(client: httpx.AsyncClient, redis: aioredis.Redis,
+                      settings: Settings) -> str:
+    """The path of the redrive of a fresh dead letter on ``QUEUE``."""
+    await run_notifications(redis, settings, await create(redis, BLOCKED))
+    [dead] = (await client.get("/v1/deadletters", params={"queue": QUEUE})).json()
+    return f"/v1/deadletters/{QUEUE}/{dead['dead_id']}/redrive"
+
+
+def _json(content: str | bytes) -> dict[str, Any]:
+    return {"content": content, "headers": {"content-type": "application/json"}}
+
+
+async def _too_big_chunked() -> AsyncIterator[bytes]:
+    yield b'{"x": "'
+    for _ in range(MAX_BODY // 1024 + 1):
+        yield b"x" * 1024
+    yield b'"}'
+
+
+REDRIVE_BODIES: dict[str, tuple[dict[str, Any], int, str]] = {
+    "not JSON": (_json(b"{not json"), 400, "malformed-json"),
+    "too large": (_json(json.dumps({"x": "x" * 200_000})), 413, "payload-too-large"),
+    "too large, chunked": (_json(b""), 413, "payload-too-large"),  # content set in the test
+    "text/plain": ({"content": b"{}", "headers": {"content-type": "text/plain"}}, 415,
+                   "unsupported-media-type"),
+    "no content type": ({"content": b"{}"}, 415, "unsupported-media-type"),
+    "a form": ({"data": {"x": "1"}}, 415, "unsupported-media-type"),
+    "an unknown field": (_json(b'{"force": true}'), 422, "invalid-request"),
+    "not an object": (_json(b"[]"), 422, "invalid-request"),
+    "null": (_json(b"null"), 422, "invalid-request"),
+}
+
+
+@pytest.mark.parametrize("case", list(REDRIVE_BODIES), ids=list(REDRIVE_BODIES))
+async def test_a_redrive_with_a_body_it_cannot_take_is_refused_and_moves_nothing(
+        client: httpx.AsyncClient, redis: aioredis.Redis, settings: Settings, case: str) -> None:
+    path = await dead_letter(client, redis, settings)
+    kwargs, status, slug = REDRIVE_BODIES[case]
+    if case == "too large, chunked":
+        kwargs = {**kwargs, "content": _too_big_chunked()}
+    length = await redis.xlen(KEYS.stream)
+    problem(await client.post(path, **kwargs), status, slug)
+    assert await redis.xlen(KEYS.dead) == 1 and await redis.xlen(KEYS.stream) == length
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"content": b"", "headers": {"content-type": "text/plain"}},
+    {"json": {}},
+    {"content": b" { } ", "headers": {"content-type": "application/json; charset=utf-8"}},
+], ids=["no body", "an empty body of any type", "{}", "{} with spaces and a charset"])
+async def test_a_redrive_takes_no_body_or_an_empty_object(
+        client: httpx.AsyncClient, redis: aioredis.Redis, settings: Settings,
+        kwargs: dict[str, Any]) -> None:
+    path = await dead_letter(client, redis, settings)
+    r = await client.post(path, **kwargs)
+    assert r.status_code == 200, r.text
+    assert await redis.xlen(KEYS.dead) == 0
+
+
+@pytest.mark.parametrize("path, params, hint", [
+    ("/v1/queues", {"foo": "bar"}, "this route takes no query parameters"),
+    ("/v1/deadletters", {"foo": "bar"}, "use queue and limit"),
+    ("/v1/deadletters", {"queue": QUEUE, "queu": QUEUE}, "use queue and limit"),
+])
+async def test_an_unknown_query_parameter_is_a_400_problem(
+        client: httpx.AsyncClient, redis: aioredis.Redis, path: str, params: dict[str, str],
+        hint: str) -> None:
+    await create(redis, FINE)
+    body = problem(await client.get(path, params=params), 400, "unknown-query-parameter")
+    unknown = next(k for k in params if k not in ("queue", "limit"))
+    assert body["detail"] == f"unknown query parameter {unknown!r}: {hint}"
+
+
+async def test_a_redrive_with_a_query_parameter_is_refused_and_moves_nothing(
+        client: httpx.AsyncClient, redis: aioredis.Redis, settings: Settings) -> None:
+    path = await dead_letter(client, redis, settings)
+    problem(await client.post(path, params={"force": "1"}), 400, "unknown-query-parameter")
+    assert await redis.xlen(KEYS.dead) == 1
 
 
 async def test_the_dashboard_page_and_its_files_are_served(client: httpx.AsyncClient) -> None:

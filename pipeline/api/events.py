@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import StreamingResponse
 
+from pipeline.api.inputs import check_query
 from pipeline.api.responses import Problem
 from pipeline.api.state import Api
 from pipeline.connection import CONNECTION_ERRORS
@@ -39,8 +40,10 @@ KEEPALIVE_S = 15.0
 RETRY_MS = 2000
 #: the longest a blocking read lasts before a stream checks whether the server is stopping
 CLOSING_CHECK_MS = 500
-PARAMS = frozenset({"topic", "since"})
+PARAMS = ("topic", "since")
 MEDIA_TYPE = "text/event-stream"
+#: the problem type of every 400 of this route
+BAD_REQUEST = "invalid-events-request"
 log = get_logger("pipeline.api.events")
 
 
@@ -87,7 +90,7 @@ async def event_stream(tail: Tail, block_ms: int, keepalive_s: float = KEEPALIVE
 
 
 def _bad(detail: str) -> Problem:
-    return Problem(400, "invalid-events-request", "Bad request", detail)
+    return Problem(400, BAD_REQUEST, "Bad request", detail)
 
 
 @router.get("/events", include_in_schema=False)
@@ -98,10 +101,8 @@ async def events(request: Request) -> StreamingResponse:
 
     Not in the OpenAPI document: a stream has no end for a generated client to wait for.
     """
+    check_query(request, PARAMS, slug=BAD_REQUEST)
     params = request.query_params
-    unknown = sorted(set(params) - PARAMS)
-    if unknown:
-        raise _bad(f"unknown query parameter {unknown[0]!r}: use topic and since")
     since_values = params.getlist("since")
     if len(since_values) > 1:
         raise _bad("give since at most once")

@@ -1,5 +1,6 @@
-"""Reading what clients send, strictly: ids in paths, and JSON bodies (content type, size,
-shape). Anything off is refused before Redis is touched.
+"""Reading what clients send, strictly: ids in paths, query parameters (only the ones a route
+takes), and JSON bodies (content type, size, shape). Anything off is refused before Redis is
+touched.
 
 Ids: an item id is the canonical decimal text of a non-negative integer of at most 18
 digits: ``"1"`` is item 1; ``"1abc"``, ``"01"``, ``"+1"``, ``"-1"``, ``"1.0"``, ``" 1"`` and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -59,10 +61,24 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def read_json(request: Request) -> Any:
+def _declares_no_body(request: Request) -> bool:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        return declared.strip().isdigit() and int(declared) == 0
+    return "transfer-encoding" not in request.headers  # HTTP/1.1: then there is none
+
+
+async def read_json(request: Request, *, optional: bool = False) -> Any:
     """The request's JSON body; 415 for another content type, 413 past ``MAX_BODY``
     (refused from Content-Length alone when it says so, else while reading), 400 when it
-    is not JSON."""
+    is not JSON.
+
+    With ``optional`` (a route whose body may be left out), a request that sends no body
+    (``Content-Length: 0``, or neither Content-Length nor Transfer-Encoding) reads as
+    ``{}``, whatever its content type, and so does a chunked JSON body of no bytes; a body
+    that is there is read as above."""
+    if optional and _declares_no_body(request):
+        return {}
     _check_content_type(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
@@ -75,6 +91,8 @@ async def read_json(request: Request) -> Any:
             raise _too_large()
         chunks.append(chunk)
     raw = b"".join(chunks)
+    if optional and not raw:
+        return {}
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except ValueError as exc:  # also bad UTF-8, and integers past Python's digit limit
@@ -90,3 +108,35 @@ def validate(model: type[M], value: Any) -> M:
         return model.model_validate(value)
     except ValidationError as exc:
         raise invalid(exc.errors()) from None
+
+
+def check_query(request: Request, allowed: Sequence[str],
+                slug: str = "unknown-query-parameter") -> None:
+    """A 400 problem (``slug``) when the query string names a parameter not in ``allowed``:
+    a misspelt filter (``?queu=q``) must not silently answer for everything."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if not unknown:
+        return
+    if not allowed:
+        hint = "this route takes no query parameters"
+    elif len(allowed) == 1:
+        hint = f"use {allowed[0]}"
+    else:
+        hint = f"use {', '.join(allowed[:-1])} and {allowed[-1]}"
+    raise Problem(400, slug, "Bad request", f"unknown query parameter {unknown[0]!r}: {hint}")
+
+
+def _declared_query(dependant: Any) -> Iterable[str]:
+    todo = [dependant]
+    while todo:
+        d = todo.pop()
+        yield from (f.alias for f in d.query_params)
+        todo.extend(d.dependencies)
+
+
+async def declared_query_only(request: Request) -> None:
+    """A FastAPI dependency: ``check_query`` against the query parameters the matched route
+    declares, so that a route accepts exactly what its signature (and OpenAPI) says."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is not None:
+        check_query(request, list(dict.fromkeys(_declared_query(dependant))))

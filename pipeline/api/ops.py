@@ -5,6 +5,10 @@ A job queue ``Q`` is the topic ``jobs:Q``. Its counts come from Redis as it is n
 handful of commands: waiting is the consumer group's lag (entries not yet delivered), active
 its pending entries, delayed the retry ZSET, dead the dead-letter stream; completed and
 failed are counters the job hooks bump in the same atomic step as each outcome.
+
+Every route here takes only the query parameters it declares (anything else is a 400), and
+the redrive takes no body, or the empty object ``{}``; a body that is there is read like any
+other (``pipeline.api.inputs``: 415, 413, 400, 422).
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict
 
+from pipeline.api.inputs import declared_query_only, read_json, validate
 from pipeline.api.responses import PROBLEM_JSON, Problem
 from pipeline.api.state import Api
 from pipeline.deadletter import DeadLetter, DeadLetters
@@ -22,10 +27,11 @@ from pipeline.errors import NotFound
 from pipeline.keys import Keys, job_topic
 from pipeline.streams import StreamStats, stream_stats
 
-router = APIRouter(prefix="/v1", tags=["ops"])
+_PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
+router = APIRouter(prefix="/v1", tags=["ops"], dependencies=[Depends(declared_query_only)],
+                   responses={400: _PROBLEM})
 QUEUE_PATTERN = r"^[A-Za-z0-9_.\-]{1,100}$"
 DEAD_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
-_PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 _U64 = 2**64 - 1
 JOBS = "jobs:"
 
@@ -69,6 +75,12 @@ class DeadLetterOut(BaseModel):
     attempts: int
     #: milliseconds since the epoch, by the server's clock
     dead_at: int
+
+
+class RedriveIn(BaseModel):
+    """The body of a redrive: nothing to say yet (the body may be left out, or ``{}``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class RedriveOut(BaseModel):
@@ -169,14 +181,18 @@ async def dead_letters(
 
 @router.post("/deadletters/{queue}/{dead_id}/redrive",
              summary="Move a dead letter back onto its queue's stream, as a fresh first attempt",
-             responses={404: _PROBLEM, 422: _PROBLEM})
+             responses={404: _PROBLEM, 413: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM},
+             openapi_extra={"requestBody": {"required": False, "content": {
+                 "application/json": {"schema": RedriveIn.model_json_schema()}}}})
 async def redrive(
     request: Request,
     queue: Annotated[str, Path(pattern=QUEUE_PATTERN)],
     dead_id: Annotated[str, Path(pattern=DEAD_ID_PATTERN, examples=["1700000000000-0"])],
 ) -> RedriveOut:
     """The job's record goes back to ``queued`` in the same step. 404 when the queue or the
-    dead letter does not exist (or was redriven or purged meanwhile)."""
+    dead letter does not exist (or was redriven or purged meanwhile). No body, or ``{}``;
+    another body is refused before anything moves."""
+    validate(RedriveIn, await read_json(request, optional=True))
     redis = Api.of(request).redis
     if not await _known(redis, queue):
         raise _unknown_queue(queue)
