@@ -53,10 +53,11 @@ class StreamStats(BaseModel):
     length: int
     delayed: int
     dead: int
-    #: entries appended per minute (new events, and retries moved back from ``delayed``),
-    #: estimated from the entries-added samples its workers took in the last minute; null
-    #: without a worker running there for a while
-    produced_per_min: float | None = None
+    #: entries appended (new events, and retries moved back from ``delayed``) since the
+    #: oldest entries-added sample its workers took in the last minute: never more than
+    #: were appended in the last 60 s, and, while a worker runs, at least those of the last
+    #: 50 s (``pipeline.throughput``); null until the samples reach back a minute
+    produced_per_min: int | None = None
     groups: list[GroupStats]
 
 
@@ -91,9 +92,17 @@ async def stream_stats(redis: aioredis.Redis, *, consumers: bool = False
         pipe.zcard(keys.delayed)
         pipe.xlen(keys.dead)
         pipe.hgetall(keys.rate)
+        pipe.xinfo_stream(name)  # before TIME: what it counts happened by then
         pipe.time()
-        length, delayed, dead, rate, (secs, micros) = await pipe.execute()
-        rates = throughput.read(rate, int(secs) * 1000 + int(micros) // 1000)
+        replies = await pipe.execute(raise_on_error=False)
+        if isinstance(replies[4], ResponseError):  # deleted since SCAN, or not a stream
+            continue
+        if error := next((r for r in replies if isinstance(r, Exception)), None):
+            raise error
+        length, delayed, dead, rate, info, (secs, micros) = replies
+        added = info.get("entries-added")
+        rates = throughput.read(rate, int(secs) * 1000 + int(micros) // 1000,
+                                None if added is None else int(added))
         try:
             groups = [_group(g) for g in await redis.xinfo_groups(name)]
         except ResponseError:  # deleted between SCAN and XINFO, or not a stream

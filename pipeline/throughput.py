@@ -6,9 +6,16 @@ what was handled since its last flush to a small hash per partition, ``Keys.rate
 ``FLUSH_S`` seconds and once more when the worker stops: one script call a flush, none per
 entry (``lua/rate.lua``). Buckets are ``BUCKET_S`` seconds of the server's clock, so workers
 on machines with different clocks agree. The same call samples the stream's entries-added
-counter (XINFO STREAM), from which ``read`` estimates the produced rate.
+counter (XINFO STREAM): the first sample of each bucket is kept, with its server time.
 
-What a reader gets is as fresh as the last flush: up to ``FLUSH_S`` seconds behind.
+What a reader gets of the handled counts is as fresh as the last flush: up to ``FLUSH_S``
+seconds behind. The produced figure is a count, not an extrapolated rate: the stream's
+entries-added counter as the reader reads it, minus the oldest sample taken in the last
+``WINDOW_MS``. It is never more than what was appended in the last minute (a rate scaled
+up from a shorter span can be: 22 entries since a sample 50 s old would read 26.4) and,
+while a worker flushes every ``FLUSH_S``, it counts at least the last 50 s of it (the oldest
+sample of the minute is at most two buckets into it). Unknown until the samples reach back a
+whole minute: the count of a part of the minute would read as a low rate.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ FLUSH_S = 5.0
 BUCKET_S = 5
 #: the window read as "the last minute": the current bucket and the 11 before it
 WINDOW_BUCKETS = 12
+#: the last minute, by the server's clock, for the produced count
+WINDOW_MS = 60_000
 #: buckets kept in the hash (older fields are removed by the flush)
 KEEP_BUCKETS = 24
 #: the hash expires this long after the last flush of any worker of the partition
@@ -106,17 +115,20 @@ class Rates:
     #: by group; a group missing here has had no reporting worker for ``KEEP_BUCKETS``
     #: buckets (two minutes)
     groups: dict[str, GroupRate]
-    #: entries appended per minute, estimated from the samples of the last minute; None
-    #: with fewer than two samples (no worker running there for long enough)
-    produced_per_min: float | None
+    #: entries appended since the oldest sample of the last minute (see the module doc);
+    #: None unless the samples reach back a minute (a worker has run there that long, and
+    #: one still does)
+    produced_per_min: int | None
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def read(fields: dict[Any, Any], now_ms: int) -> Rates:
-    """Interpret a rate hash (``HGETALL Keys.rate``) at the server time ``now_ms``."""
+def read(fields: dict[Any, Any], now_ms: int, added_now: int | None = None) -> Rates:
+    """Interpret a rate hash (``HGETALL Keys.rate``) at the server time ``now_ms``, with the
+    stream's entries-added counter ``added_now`` read no later than ``now_ms`` (without
+    it, the newest sample stands in: a count up to the last flush)."""
     newest = now_ms // 1000 // BUCKET_S
     first = newest - WINDOW_BUCKETS + 1
     handled: dict[str, int] = {}
@@ -130,7 +142,7 @@ def read(fields: dict[Any, Any], now_ms: int) -> Rates:
         value = _text(raw_value)
         if name == "~added":
             at, _, added = value.partition(":")
-            if bucket >= first and at.isdigit() and added.isdigit():
+            if at.isdigit() and added.isdigit():
                 samples.append((int(at), int(added)))
             continue
         group, _, kind = name.rpartition(":")
@@ -143,10 +155,14 @@ def read(fields: dict[Any, Any], now_ms: int) -> Rates:
             counts[group] += int(value)
     groups = {g: GroupRate(handled.get(g, 0), failed.get(g, 0))
               for g in sorted(handled.keys() | failed.keys())}
-    produced = None
-    if len(samples) >= 2:
-        samples.sort()
-        (t0, a0), (t1, a1) = samples[0], samples[-1]
-        if t1 > t0:
-            produced = round(max(0, a1 - a0) * 60_000 / (t1 - t0), 1)
-    return Rates(groups, produced)
+    return Rates(groups, _produced(samples, now_ms, added_now))
+
+
+def _produced(samples: list[tuple[int, int]], now_ms: int, added_now: int | None
+              ) -> int | None:
+    since = now_ms - WINDOW_MS
+    inside = sorted(s for s in samples if since <= s[0] <= now_ms)
+    if not inside or not any(at < since for at, _ in samples):
+        return None
+    end = inside[-1][1] if added_now is None else added_now
+    return max(0, end - inside[0][1])  # a counter reset (stream recreated) is no negative rate

@@ -131,7 +131,7 @@ async def test_the_rate_hash_drops_old_buckets_and_expires(
     assert 0 < await redis.ttl(KEYS.rate) <= throughput.TTL_S
 
 
-def test_reading_counts_only_the_last_minute_and_estimates_the_produced_rate() -> None:
+def test_reading_counts_only_the_last_minute_of_handled_and_appended_entries() -> None:
     now_ms = 1_000_000_000  # bucket 200000
     fields = {
         b"g:h:200000": b"4", b"g:f:200000": b"1",
@@ -141,12 +141,66 @@ def test_reading_counts_only_the_last_minute_and_estimates_the_produced_rate() -
         b"gone:h:199900": b"7",                 # reported more than two minutes ago
         b"~added:199990": b"999950000:100",     # 50 s ago, 100 entries added so far
         b"~added:200000": b"1000000000:150",    # now: 150
-        b"~added:199900": b"999500000:0",       # outside the minute: not a sample
+        b"~added:199900": b"999500000:0",       # before the minute: the samples reach back
         b"junk": b"1",
     }
-    rates = throughput.read(fields, now_ms)
+    rates = throughput.read(fields, now_ms, added_now=160)
     assert rates.groups == {"g": throughput.GroupRate(10, 1), "old": throughput.GroupRate(0, 0)}
-    assert rates.produced_per_min == 60.0  # 50 entries in 50 s
+    # appended since the oldest sample of the minute (50 s ago), up to now: a count, never
+    # 50 entries in 50 s extrapolated to 60 a minute
+    assert rates.produced_per_min == 60
+    assert throughput.read(fields, now_ms).produced_per_min == 50  # up to the newest sample
+
+
+@pytest.mark.parametrize("samples, added_now, produced", [
+    ({"~added:199985": "999925000:0", "~added:199991": "999955000:0"}, 22, 22),
+    # 10 of them were added more than a minute ago: not counted
+    ({"~added:199985": "999925000:0", "~added:199987": "999939000:10",
+      "~added:199989": "999945000:10"}, 22, 12),
+    # a sample exactly a minute old is inside it
+    ({"~added:199985": "999925000:0", "~added:199988": "999940000:3"}, 22, 19),
+    # the samples do not reach back a whole minute (a worker started 45 s ago): unknown,
+    # rather than the count of a part of the minute
+    ({"~added:199991": "999955000:0", "~added:200000": "1000000000:22"}, 22, None),
+    # every sample is older than a minute (no worker ran since): unknown
+    ({"~added:199980": "999900000:0", "~added:199987": "999939999:5"}, 22, None),
+    ({}, 22, None),
+])
+def test_the_produced_figure_is_never_more_than_what_was_appended_in_the_last_minute(
+        samples: dict[str, str], added_now: int, produced: int | None) -> None:
+    rates = throughput.read(samples, 1_000_000_000, added_now=added_now)
+    assert rates.produced_per_min == produced
+
+
+async def test_status_counts_what_was_appended_in_the_last_minute_in_its_table_and_json(
+        redis: aioredis.Redis, settings: Settings, server: EmbeddedServer, tmp_path: Any
+) -> None:
+    """The trial's 26.4 for 22 entries: 22 appended since a sample 45 s ago used to be
+    extrapolated to 60 s (22 * 60 / 45 = 29.3 here)."""
+    worker = Worker(agent(Recorder()), redis, settings, companions=[])
+    await redis.xgroup_create(KEYS.stream, worker.group, id="0", mkstream=True)
+    secs, micros = await redis.time()
+    now_ms = secs * 1000 + micros // 1000
+
+    def sample(ago_ms: int) -> tuple[str, str]:
+        at = now_ms - ago_ms
+        return f"~added:{at // 1000 // throughput.BUCKET_S}", f"{at}:0"
+
+    await redis.hset(KEYS.rate, mapping=dict([sample(75_000), sample(45_000)]))
+    await produce(redis, range(22))
+    await throughput.Flusher(worker).flush()  # the sample of now
+
+    [stats] = await stream_stats(redis)
+    assert stats.produced_per_min == 22
+    [row] = [s for s in await status_json(server, tmp_path) if s["topic"] == TOPIC]
+    assert row["produced_per_min"] == 22
+    result = await status(server, tmp_path)
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "in/min" in line)
+    line = next(line for line in result.stdout.splitlines() if "tester" in line)
+    cells = [c.strip() for c in line.split("│")]
+    names = [c.strip() for c in header.split("┃")]
+    assert cells[names.index("in/min")] == "22", result.stdout
 
 
 async def test_the_status_table_shows_the_rates(
