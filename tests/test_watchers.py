@@ -141,7 +141,11 @@ async def test_serve_keeps_answering_after_the_embedded_servers_owner_exits(tmp_
                 return (await http.get("/list_products")).status_code == 200
 
             await wait_for(answering, timeout=30)
-        assert running(data)  # a server again, now owned by serve
+
+        async def recorded() -> bool:  # the state file is written just after it answers
+            return running(data)
+
+        await wait_for(recorded, timeout=10)  # a server again, now owned by serve
         rc, _, err = await asyncio.to_thread(_stop, serve)
         assert rc == 0, err
         assert "embedded_server_restarted" in err
