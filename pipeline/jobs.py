@@ -229,26 +229,29 @@ class JobQueue:
                 )
                 ids.append(job_id)
             return ids
-        redis = self._require_redis()
+        self._require_redis()
         assert self._producer is not None
         if not payloads:
             return []
-        last = int(await redis.incrby(self.keys.seq, len(payloads)))
-        first = last - len(payloads) + 1
-        items = []
         now = _now_ms()
-        for n, payload in enumerate(payloads):
-            job_id = f"{self.name}:{first + n}"
-            effects = Effects().hset(
-                self.keys.job(job_id),
-                {"state": "queued", "queue": self.name, "kind": "push_notification",
-                 "data": payload.model_dump_json(by_alias=True), "progress": 0, "attempts": 0,
-                 "error": "", "created_at": now, "updated_at": now},
-            )
-            self.hooks._emit(effects, self.keys, JobCreated(job_id=job_id, queue=self.name))
-            event = JobRequested(job_id=job_id, queue=self.name, payload=payload)
-            items.append(Outgoing(event, job_id, effects))
-        produced = await self._producer.publish_many(items)
+
+        def jobs(first: int) -> list[Outgoing]:
+            items = []
+            for n, payload in enumerate(payloads):
+                job_id = f"{self.name}:{first + n}"
+                effects = Effects().hset(
+                    self.keys.job(job_id),
+                    {"state": "queued", "queue": self.name, "kind": "push_notification",
+                     "data": payload.model_dump_json(by_alias=True), "progress": 0,
+                     "attempts": 0, "error": "", "created_at": now, "updated_at": now},
+                )
+                self.hooks._emit(effects, self.keys, JobCreated(job_id=job_id, queue=self.name))
+                event = JobRequested(job_id=job_id, queue=self.name, payload=payload)
+                items.append(Outgoing(event, job_id, effects))
+            return items
+
+        # numbered and queued in one step: job n is the n-th on the stream (as Kue's ids)
+        produced = await self._producer.publish_numbered(self.keys.seq, len(payloads), jobs)
         return [p.event_id for p in produced]
 
     async def get(self, job_id: str) -> Job:

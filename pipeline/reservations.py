@@ -179,6 +179,7 @@ class Inventory:
         self.scripts = Scripts(redis)
         # concurrent decisions of this process share round trips (each stays atomic)
         self._decide = Coalescer(redis, "decide")
+        self._seat_producers: dict[str, Producer] = {}
 
     @property
     def keys(self) -> Keys:
@@ -320,14 +321,19 @@ class Inventory:
         later by ``agents.reservations``. Returns its job id ``<queue>:<n>`` (also the
         reservation id, so ``get_decision`` finds its outcome)."""
         check_customer(customer)
-        keys = Keys(job_topic(queue), 0)
-        n = int(await self.redis.incr(keys.seq))
-        job_id = f"{queue}:{n}"
-        event = ReservationRequested(reservation_id=job_id, resource_id=SEATS, quantity=1,
-                                     customer=customer)
-        await Producer(self.redis, job_topic(queue), scripts=self.scripts).publish_many(
-            [Outgoing(event, job_id)])
-        return job_id
+        producer = self._seat_producers.get(queue)
+        if producer is None:
+            producer = self._seat_producers[queue] = Producer(
+                self.redis, job_topic(queue), scripts=self.scripts)
+
+        def request(n: int) -> list[Outgoing]:
+            job_id = f"{queue}:{n}"
+            return [Outgoing(ReservationRequested(reservation_id=job_id, resource_id=SEATS,
+                                                  quantity=1, customer=customer), job_id)]
+
+        # numbered and queued in one step: request n is the n-th on the stream
+        [queued] = await producer.publish_numbered(Keys(job_topic(queue), 0).seq, 1, request)
+        return queued.event_id
 
 
 def _text(value: bytes | str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -57,6 +58,16 @@ async def test_creating_jobs_returns_readable_unique_ids_and_prints_the_seed_lin
     assert job.data == SEED_JOBS[0]
     events = [decode(f).data for _, f in await redis.xrange(queue.keys.events)]
     assert [e.EVENT_TYPE for e in events] == ["job.created"] * 3
+
+
+async def test_concurrent_creates_queue_jobs_in_the_order_of_their_ids(redis):
+    queue = JobQueue(redis, "push_notification_code_3")
+    batches = await asyncio.gather(*(
+        create_push_notifications_jobs(SEED_JOBS[: 1 + n % 3], queue, echo=None)
+        for n in range(100)))
+    queued = [decode(f).data.job_id for _, f in await redis.xrange(queue.keys.stream)]
+    ids = [i for batch in batches for i in batch]
+    assert sorted(ids, key=lambda i: int(i.rsplit(":", 1)[1])) == queued
 
 
 async def test_job_lookups(redis):
