@@ -76,6 +76,14 @@ def _check_reservations(lines: list[str]) -> None:
     seat_lines = [x for x in lines if x.startswith("Seat reservation job")]
     assert sum(x.endswith(" completed") for x in seat_lines) == 50
     assert sum(x.endswith(" failed: Not enough seats available") for x in seat_lines) == 2
+
+    def number(x: str) -> int:
+        return int(x.split()[3].rsplit(":", 1)[1])
+
+    # first come, first served: the last two requests are the ones refused
+    seated = [number(x) for x in seat_lines if x.endswith(" completed")]
+    refused = [number(x) for x in seat_lines if " failed: " in x]
+    assert max(seated) < min(refused), seat_lines
     for rid in ("1", "2", "3", "4", "seats"):
         row = next(x.split() for x in lines if x.split()[:1] == [rid])
         assert row[-2:] == ["0", "0"], row  # sold out, in the write model and the read model
