@@ -17,6 +17,11 @@ class ConfigError(PipelineError):
     """A setting, an argument or an option is wrong; the message says which and what to do."""
 
 
+class InvalidName(ConfigError):
+    """A malformed name or id given by the caller (queue, group, topic, job id): on the
+    command line a usage error, exit 2."""
+
+
 class ServerError(PipelineError):
     """The Redis server could not be started, reached or used."""
 

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from pipeline.agent import Context, Hooks
 from pipeline.codec import Envelope, uuid7
 from pipeline.effects import Effects
-from pipeline.errors import ConfigError, JobsNotAnArray, NotFound, ValidationFailed
-from pipeline.keys import Keys, check_name, job_topic
+from pipeline.errors import ConfigError, InvalidName, JobsNotAnArray, NotFound, ValidationFailed
+from pipeline.keys import Keys, check_name, job_topic, shown
 from pipeline.producer import Outgoing, Producer
 from schemas.base import EventModel
 from schemas.jobs import (
@@ -49,7 +49,8 @@ def queue_of(job_id: str) -> str:
     """The queue a job id belongs to (``<queue>:<n>``)."""
     queue, sep, n = job_id.rpartition(":")
     if not sep or not n.isdigit():
-        raise ConfigError(f"invalid job id {job_id!r}: expected QUEUE:N, e.g. push_notification_code:1")
+        raise InvalidName(f"invalid job id {shown(job_id)}: expected QUEUE:N, e.g. "
+                          "push_notification_code:1")
     return check_name("queue", queue)
 
 

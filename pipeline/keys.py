@@ -10,7 +10,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from pipeline.errors import ConfigError
+from pipeline.errors import InvalidName
 
 PREFIX = "pl"
 #: the control stream: operators' commands to every worker; its newest entry holds the
@@ -31,7 +31,7 @@ def shown(value: object, limit: int = 60) -> str:
 def check_name(kind: str, value: str) -> str:
     """Queue, group and agent names: letters, digits, ``_ . -``; 1-100 characters."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ConfigError(
+        raise InvalidName(
             f"invalid {kind} name {shown(value)}: use 1-100 letters, digits, '_', '.' or '-'"
         )
     return value
@@ -39,7 +39,7 @@ def check_name(kind: str, value: str) -> str:
 
 def check_topic(value: str) -> str:
     if not isinstance(value, str) or not _TOPIC.fullmatch(value):
-        raise ConfigError(
+        raise InvalidName(
             f"invalid topic {shown(value)}: use NAME or KIND:NAME with letters, digits, '_', '.'"
             " or '-'"
         )

@@ -279,3 +279,19 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert f"pipeline {command[0]}" in result.output.split("Example:", 1)[1]
+
+
+def test_malformed_names_and_ids_are_usage_errors_exit_2(server: EmbeddedServer,
+                                                         tmp_path: Path) -> None:
+    bad = "bad q"
+    calls: list[Call] = [
+        (["jobs", "show", "nope"], None),
+        (["jobs", "list", "--queue", ""], None),
+        (["jobs", "create", "--queue", bad, "--file", jobs_file(tmp_path, [])], None),
+        (["dlq", "list", "--queue", bad], None),
+        (["worker", "agents.notifications", "--queue", bad], None),
+    ]
+    for (args, _), done in zip(calls, cli_many(calls, server.url), strict=True):
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: invalid "), (args, done.stderr)

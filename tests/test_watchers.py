@@ -74,6 +74,23 @@ async def test_sigterm_ends_a_watcher_with_exit_0_and_no_error(redis, server, tm
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", [
+    ["status"], ["status", "--json"], ["status", "--watch"], ["doctor"], ["--help"],
+    ["jobs", "watch", "--help"], ["control", "status", "--json"],
+], ids=" ".join)
+def test_a_command_whose_stdout_is_closed_exits_0_quietly(server, tmp_path, args):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -1` once it has its line
+    try:
+        done = subprocess.run([PIPELINE, *args], env=_env(REDIS_URL=server.url), cwd=tmp_path,
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.timeout(60)
 async def test_a_closed_stdout_ends_status_watch_quietly(redis, server, tmp_path):
     await redis.xadd("t:jobs:q:0", {"x": "1"})
     proc = _start(["status", "--watch", "--json", "--interval", "0.2"],
@@ -95,11 +112,14 @@ async def test_a_closed_stdout_ends_status_watch_quietly(redis, server, tmp_path
     assert err == "", err
 
 
-def test_a_watch_interval_out_of_range_is_a_one_line_error(tmp_path):
-    result = subprocess.run([PIPELINE, "status", "--watch", "--interval", "0"], cwd=tmp_path,
+@pytest.mark.parametrize("args", [["--watch", "--interval", "0"], ["--interval", "5"]],
+                         ids=["out-of-range", "without-watch"])
+def test_a_bad_watch_interval_is_a_one_line_error(tmp_path, args):
+    result = subprocess.run([PIPELINE, "status", *args], cwd=tmp_path,
                             env=_env(), capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / ".pipeline").exists()  # refused before starting anything
 
 
 OWNER = textwrap.dedent(

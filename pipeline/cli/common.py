@@ -26,7 +26,7 @@ from pipeline.connection import (
     redact,
     resolve,
 )
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, InvalidName, PipelineError
 from pipeline.settings import Settings
 
 T = TypeVar("T")
@@ -72,16 +72,22 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def stdout_closed() -> None:
+    """stdout was closed (``pipeline status --json | head``): the reader has what it wanted.
+    Stop quietly (exit 0), and keep the interpreter's last flush from complaining."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; library errors become ``error: <reason>`` and exit 1."""
     try:
         return asyncio.run(coro_fn())
     except BrokenPipeError:
-        # stdout was closed (``pipeline status --json | head``): the reader has what it
-        # wanted; stop quietly, and keep the interpreter's last flush from complaining
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_closed()
         raise typer.Exit(0) from None
+    except InvalidName as exc:
+        raise fail(str(exc), 2) from None  # a usage error, as a bad option value
     except PipelineError as exc:
         raise fail(str(exc)) from None
     except CONNECTION_ERRORS as exc:

@@ -44,13 +44,13 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _topic(queue: str | None, topic: str | None, partition: int) -> str:
     """The topic named by exactly one of ``--queue`` / ``--topic``."""
     if (queue is None) == (topic is None):
-        raise fail("give exactly one of --queue QUEUE or --topic TOPIC")
+        raise fail("give exactly one of --queue QUEUE or --topic TOPIC", 2)
     if partition < 0:
-        raise fail(f"--partition must be 0 or more, not {partition}")
+        raise fail(f"--partition must be 0 or more, not {partition}", 2)
     try:
         return job_topic(queue) if queue is not None else check_topic(topic or "")
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), 2) from None
 
 
 def _selection(ids: list[str] | None, everything: bool) -> Selection:

@@ -40,7 +40,7 @@ def _check_queue(queue: str) -> str:
     try:
         return check_name("queue", queue)
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), 2) from None
 
 
 async def _create_all(queue: JobQueue, payloads: Sequence[Any]) -> list[str]:
@@ -106,7 +106,7 @@ def show(
     try:
         queue = queue_of(job_id)
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), 2) from None
 
     async def body() -> Job:
         return await with_client(s, lambda redis: JobQueue(redis, queue).get(job_id))

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.cli import common, control, dlq, doctor, jobs, pubsub, reservations, serve, status
-from pipeline.cli.common import Options, connect, fail, run
+from pipeline.cli.common import Options, connect, fail, run, stdout_closed
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
 from pipeline.keys import check_name
@@ -170,12 +170,24 @@ for _module in (jobs, dlq, doctor, serve, reservations, pubsub, status, control)
     _module.register(app)
 
 
+def _stdout_closed(_console: object) -> None:
+    # rich's default (close stdout and SystemExit(1) from wherever it was printing, inside
+    # a task even) becomes the BrokenPipeError every other write raises: handled once below
+    raise BrokenPipeError
+
+
 def main() -> None:
+    from rich.console import Console
+
+    Console.on_broken_pipe = _stdout_closed  # type: ignore[method-assign,assignment]
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C before a command's own handler is in place
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # stdout closed (`| head`) outside a command's run
+        stdout_closed()
+        raise SystemExit(0) from None
 
 
 __all__ = ["app", "common", "main"]

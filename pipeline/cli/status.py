@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import redis.asyncio as aioredis
 import typer
 
-from pipeline.cli.common import run, until_stopped, with_client
+from pipeline.cli.common import fail, run, until_stopped, with_client
 from pipeline.cli.shape import OneLineCommand, console, prepare
 from pipeline.connection import CONNECTION_ERRORS
 from pipeline.streams import GroupStats, StreamStats, stream_stats
@@ -58,8 +58,9 @@ def status(
     watch: Annotated[bool, typer.Option(
         "--watch", help="Refresh until Ctrl-C (in place on a terminal; --json: one array "
         "per refresh).")] = False,
-    interval: Annotated[float, typer.Option(
-        "--interval", min=0.2, max=3600, help="Seconds between refreshes with --watch.")] = 2.0,
+    interval: Annotated[Optional[float], typer.Option(  # noqa: UP045 - typer needs Optional
+        "--interval", min=0.2, max=3600,
+        help="Seconds between refreshes with --watch (default 2).")] = None,
 ) -> None:
     """Show every stream: length, produced rate, delayed and dead counts; per group lag,
     pending, handled and failed in the last minute, consumers (pending, idle time).
@@ -69,6 +70,9 @@ def status(
     Example: pipeline status --watch --interval 5
     """
     s = prepare(ctx)
+    if interval is not None and not watch:
+        raise fail("--interval needs --watch", 2)
+    every = 2.0 if interval is None else interval
 
     def show(stats: list[StreamStats]) -> None:
         if as_json:
@@ -99,7 +103,7 @@ def status(
                     print(note, file=sys.stderr, flush=True)
                 else:
                     show(last)
-                await asyncio.sleep(interval)
+                await asyncio.sleep(every)
 
     async def body() -> int:
         if not watch:
