@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from pipeline.compat import seed
-from pipeline.connection import CONNECTION_ERRORS
+from pipeline.connection import CONNECTION_ERRORS, Backoff, ConnectionState
 
 KILL_MESSAGE: str = seed()["pubsub"]["kill_message"]
 PUBLISHER_LINE: str = seed()["pubsub"]["publisher_line"]
@@ -33,9 +33,29 @@ async def publish(redis: aioredis.Redis, channel: str, message: str, *, delay_ms
 
 async def subscribe(redis: aioredis.Redis, channel: str, *,
                     echo: Callable[[str], None] = print,
-                    ready: asyncio.Event | None = None) -> list[str]:
-    """Print each message on ``channel`` until ``KILL_SERVER`` (printed too); returns them."""
+                    ready: asyncio.Event | None = None,
+                    state: ConnectionState | None = None) -> list[str]:
+    """Print each message on ``channel`` until ``KILL_SERVER`` (printed too); returns them.
+
+    A lost server is waited out as the seed's client does: ``state`` hears of it, and the
+    subscription is made again (with backoff) once the server is back. Messages published
+    meanwhile are missed: pub/sub is live only."""
     seen: list[str] = []
+    backoff = Backoff()
+    while True:
+        try:
+            if await _listen(redis, channel, seen, echo, ready, state, backoff):
+                return seen
+        except CONNECTION_ERRORS as exc:
+            if state is not None:
+                state.down(exc)
+            await backoff.sleep()
+
+
+async def _listen(redis: aioredis.Redis, channel: str, seen: list[str],
+                  echo: Callable[[str], None], ready: asyncio.Event | None,
+                  state: ConnectionState | None, backoff: Backoff) -> bool:
+    """One subscription, until ``KILL_SERVER`` (True) or a connection error (raised)."""
     pubsub: Any = redis.pubsub()
     try:
         await pubsub.subscribe(channel)
@@ -44,6 +64,9 @@ async def subscribe(redis: aioredis.Redis, channel: str, *,
             if msg is None:
                 continue
             if msg["type"] == "subscribe":
+                backoff.reset()
+                if state is not None:
+                    state.up()
                 if ready is not None:
                     ready.set()
                 continue
@@ -54,7 +77,7 @@ async def subscribe(redis: aioredis.Redis, channel: str, *,
             seen.append(text)
             echo(text)
             if text == KILL_MESSAGE:
-                return seen
+                return True
     finally:
         # the connection is closed whatever happened (a lost server, a cancelled task):
         # unsubscribing is a courtesy to a server that is still there

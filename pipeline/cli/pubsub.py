@@ -9,7 +9,7 @@ import typer
 
 from pipeline.cli.common import fail, run, until_stopped, with_client
 from pipeline.cli.shape import OneLineCommand, prepare
-from pipeline.connection import CONNECTED_LINE
+from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
 from pipeline.keys import shown
 from pipeline.pubsub import publish as publish_message
 from pipeline.pubsub import subscribe as subscribe_channel
@@ -58,7 +58,7 @@ def subscribe(
     channel: Annotated[str, typer.Argument(help="Channel to listen to.")],
 ) -> None:
     """Print every message on CHANNEL; after printing KILL_SERVER, unsubscribe and exit 0
-    (as on Ctrl-C or SIGTERM).
+    (as on Ctrl-C or SIGTERM). A lost server is waited out, then subscribed to again.
 
     Example: pipeline subscribe "holberton school channel"
     """
@@ -69,7 +69,8 @@ def subscribe(
 
         async def go(redis: aioredis.Redis) -> list[str]:
             print(CONNECTED_LINE, flush=True)
-            return await subscribe_channel(redis, channel,
+            state = ConnectionState(echo=console_echo(s), connected=True)
+            return await subscribe_channel(redis, channel, state=state,
                                            echo=lambda t: print(t, flush=True))
 
         await until_stopped(with_client(s, go))  # Ctrl-C or SIGTERM: a normal end
