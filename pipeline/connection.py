@@ -53,7 +53,7 @@ class Endpoint:
             self.url = self.embedded.url
 
 
-async def keep_embedded(endpoint: Endpoint, every_s: float = 1.0) -> None:
+async def keep_embedded(endpoint: Endpoint, every_s: float = 0.25) -> None:
     """Run beside a long-lived command (``serve``, the watchers): whenever the embedded
     server is gone (its owner exited) start it again, taking over ownership as a worker does,
     so clients on its socket reconnect. Returns at once with ``REDIS_URL``."""

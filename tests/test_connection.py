@@ -63,3 +63,37 @@ def test_a_bad_agent_name_is_a_clear_error(spec, message):
 def test_an_unknown_agent_option_is_a_clear_error():
     with pytest.raises(ConfigError, match="does not take option"):
         load_agent("agents.notifications", colour="blue")
+
+
+def test_a_server_that_is_not_redis_is_a_clear_one_line_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    http = socket.socket()
+    http.bind(("127.0.0.1", 0))
+    http.listen()
+
+    def answer_as_http() -> None:
+        while True:
+            try:
+                conn, _ = http.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1000)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=answer_as_http, daemon=True).start()
+    url = f"redis://127.0.0.1:{http.getsockname()[1]}/0"
+    try:
+        done = subprocess.run([str(Path(sys.executable).parent / "pipeline"), "--redis-url", url,
+                               "status"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        http.close()
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {url} does not answer as a Redis server does: ")
+    assert len(done.stderr.splitlines()) == 1

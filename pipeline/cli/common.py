@@ -64,6 +64,10 @@ async def connect(s: Settings) -> tuple[Endpoint, aioredis.Redis]:
     except CONNECTION_ERRORS as exc:
         await redis.aclose()
         raise ConfigError(f"cannot reach Redis at {redact(endpoint.url)}: {exc}") from None
+    except RedisError as exc:  # something answered, not as Redis does (an HTTP port, say)
+        await redis.aclose()
+        raise ConfigError(f"{redact(endpoint.url)} does not answer as a Redis server does: "
+                          f"{exc}") from None
     return endpoint, redis
 
 
