@@ -332,6 +332,30 @@ async def test_watch_follows_the_queue_until_sigterm_then_exits_0(
             proc.wait()
 
 
+async def test_a_queue_watch_blocks_between_events_after_a_completed_job(
+        redis: aioredis.Redis, settings: Settings, server: EmbeddedServer,
+        tmp_path: Path) -> None:
+    proc, out, err = start_watch(server, tmp_path, "--queue", QUEUE)
+    try:
+        await wait_for(lambda: tail_clients(redis), timeout=30, message="watch reading")
+        [job] = await run_jobs(redis, settings, ["4155550100"])
+        await wait_for(lambda: f"{job}  job.completed" in out.read_text(), timeout=30,
+                       message="the completed line")
+
+        async def xreads() -> int:
+            return int((await redis.info("commandstats")).get("cmdstat_xread", {})
+                       .get("calls", 0))
+
+        before = await xreads()
+        await asyncio.sleep(1.0)
+        # BLOCK 100 ms here: about 10 reads a second, not a loop without blocking
+        assert await xreads() - before <= 30
+        assert proc.poll() is None  # a queue watch goes on after a job's final event
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await finished(proc, err) == 0, err.read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--queue", "bad queue"], "invalid queue name 'bad queue'"),
     (["--queue", "q", "--since", "yesterday"], "invalid since 'yesterday'"),
