@@ -46,6 +46,8 @@ async def subscribe(redis: aioredis.Redis, channel: str, *,
         try:
             if await _listen(redis, channel, seen, echo, ready, state, backoff):
                 return seen
+        except BrokenPipeError:
+            raise  # our stdout was closed (`| head`), not the server: stop
         except CONNECTION_ERRORS as exc:
             if state is not None:
                 state.down(exc)

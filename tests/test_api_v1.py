@@ -128,6 +128,8 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
                  "malformed-json"),
     "NaN": ({"content": b'{"resource_id": "1", "quantity": NaN}',
              "headers": {"content-type": "application/json"}}, 400, "malformed-json"),
+    "nested too deeply": ({"content": b"[" * 60_000, "headers": {"content-type":
+                           "application/json"}}, 400, "malformed-json"),
     "not UTF-8": ({"content": b'{"resource_id": "\xff"}',
                    "headers": {"content-type": "application/json"}}, 400, "malformed-json"),
     "text/plain": ({"content": b'{"resource_id": "1"}', "headers": {"content-type": "text/plain"}},
@@ -188,6 +190,18 @@ async def test_streams_show_length_and_groups(client: httpx.AsyncClient,
                                  "lag": ledger["length"], "last_delivered_id": "0-0",
                                  "members": [], "handled_per_min": None,
                                  "failed_per_min": None, "handled_per_s": None}]
+
+
+async def test_streams_list_each_groups_consumers(client: httpx.AsyncClient,
+                                                 redis: aioredis.Redis) -> None:
+    await client.post("/v1/reservations", json={"resource_id": "1"})
+    await redis.xgroup_create(LEDGER, "watcher", id="0", mkstream=True)
+    await redis.xreadgroup("watcher", "c1", {LEDGER: ">"}, count=1)
+    ledger = next(s for s in (await client.get("/v1/streams")).json()
+                  if s["stream"] == LEDGER)
+    [group] = ledger["groups"]
+    assert group["consumers"] == 1
+    assert [(m["name"], m["pending"]) for m in group["members"]] == [("c1", 1)]
 
 
 async def test_metrics_count_requests_by_route_and_decisions(client: httpx.AsyncClient) -> None:

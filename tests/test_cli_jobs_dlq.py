@@ -164,6 +164,8 @@ WRONG: list[tuple[str, list[str], str | None, str]] = [
     ("missing field", ["jobs", "create", "-q", QUEUE, "-f", "-"],
      json.dumps([notification(FINE, 0), {"phoneNumber": FINE}]), "job 1: message: Field required"),
     ("bad json", ["jobs", "create", "-q", QUEUE, "-f", "-"], "[{", "is not valid JSON"),
+    ("json nested too deeply", ["jobs", "create", "-q", QUEUE, "-f", "-"], "[" * 100_000,
+     "is not valid JSON here: nested too deeply"),
     ("missing file", ["jobs", "create", "-q", QUEUE, "-f", "/nonexistent/jobs.json"], None,
      "no such file: /nonexistent/jobs.json"),
     ("bad queue name", ["jobs", "list", "--queue", "bad name"], None, "invalid queue name"),

@@ -203,3 +203,64 @@ def test_a_command_that_had_to_start_the_server_says_so(tmp_path):
         owner.communicate(timeout=20)
     assert shared.returncode == 0, shared.stderr
     assert "note:" not in shared.stderr
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_whose_stdout_is_closed_still_completes_its_jobs(redis, server,
+                                                                       tmp_path):
+    from pipeline.jobs import JobQueue
+    from schemas.jobs import PushNotification
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -1` once it has its line
+    try:
+        worker = subprocess.Popen(
+            [PIPELINE, "worker", "agents.notifications", "--queue", "q"],
+            env=_env(REDIS_URL=server.url, PIPELINE_BLOCK_MS="100"), cwd=tmp_path,
+            stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    try:
+        queue = JobQueue(redis, "q")
+        ids = await queue.create([PushNotification.model_validate(
+            {"phoneNumber": "4155550100", "message": f"m{n}"}) for n in range(3)])
+
+        async def all_completed() -> bool:
+            return [(await queue.get(i)).state for i in ids] == ["completed"] * len(ids)
+
+        await wait_for(all_completed, timeout=60)  # printing failed; the jobs did not
+        assert [(await queue.get(i)).attempts for i in ids] == [1, 1, 1]
+        rc, _, err = await asyncio.to_thread(_stop, worker)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert rc == 0, err
+    assert err.count('"stdout_closed"') == 1, err
+
+
+@pytest.mark.timeout(60)
+async def test_a_subscriber_whose_stdout_is_closed_exits_0_at_its_next_message(
+        redis, server, tmp_path):
+    sub = _start(["subscribe", "c"], _env(REDIS_URL=server.url), tmp_path)
+    try:
+        assert sub.stdout is not None
+        first = await asyncio.to_thread(sub.stdout.readline)
+        assert first == "Redis client connected to the server\n"
+        sub.stdout.close()  # `| head -1` has its line
+
+        async def subscribed() -> bool:
+            return (await redis.pubsub_numsub("c"))[0][1] >= 1
+
+        await wait_for(subscribed, timeout=30)
+        await redis.publish("c", "a message nobody reads")
+        rc = await asyncio.to_thread(sub.wait, 30)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+        assert sub.stderr is not None
+        err = sub.stderr.read()
+        sub.stderr.close()
+    assert rc == 0, err
+    assert err == "", err

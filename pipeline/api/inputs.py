@@ -98,6 +98,9 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
     except ValueError as exc:  # also bad UTF-8, and integers past Python's digit limit
         raise Problem(400, "malformed-json", "Bad request",
                       f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # [[[[... deeper than the parser's stack
+        raise Problem(400, "malformed-json", "Bad request",
+                      "the body is not valid JSON here: nested too deeply") from None
 
 
 def validate(model: type[M], value: Any) -> M:

@@ -181,4 +181,4 @@ async def get_reservation(
 
 @router.get("/streams", summary="Streams: length, lag, pending, delayed and dead counts")
 async def streams(request: Request) -> list[StreamStats]:
-    return await stream_stats(Api.of(request).redis)
+    return await stream_stats(Api.of(request).redis, consumers=True)

@@ -83,6 +83,45 @@ def stdout_closed() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+class _DropWhenClosed:
+    """``sys.stdout`` of a long-running command (worker, serve): once its reader has gone
+    (``| head -1``), further output is dropped, logged once, instead of a BrokenPipeError
+    raised inside a handler's print, which would fail (retry, then dead-letter) the job."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._closed = False
+
+    def _gone(self) -> None:
+        if not self._closed:
+            self._closed = True
+            stdout_closed()
+            plog.get_logger("pipeline.cli").warning("stdout_closed",
+                                                    detail="further output is dropped")
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._inner.write(text))
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def keep_running_without_stdout() -> None:
+    """For long-running commands: a closed stdout drops output, it never fails work."""
+    if not isinstance(sys.stdout, _DropWhenClosed):
+        sys.stdout = _DropWhenClosed(sys.stdout)
+
+
 def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; library errors become ``error: <reason>`` and exit 1."""
     try:
@@ -168,3 +207,5 @@ def read_json_file(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:  # [[[[... deeper than the parser's stack
+        raise ConfigError(f"{path} is not valid JSON here: nested too deeply") from None

@@ -11,7 +11,14 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.cli import common, control, dlq, doctor, jobs, pubsub, reservations, serve, status
-from pipeline.cli.common import Options, connect, fail, run, stdout_closed
+from pipeline.cli.common import (
+    Options,
+    connect,
+    fail,
+    keep_running_without_stdout,
+    run,
+    stdout_closed,
+)
 from pipeline.cli.shape import OneLineCommand, OneLineGroup, prepare
 from pipeline.connection import CONNECTED_LINE, ConnectionState, console_echo
 from pipeline.keys import check_name
@@ -131,6 +138,7 @@ def worker(
     from pipeline.worker import Worker
 
     s = prepare(ctx)
+    keep_running_without_stdout()  # a closed stdout must not fail the jobs that print
 
     async def body() -> int:
         if consumer is not None:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import connect, fail, run
+from pipeline.cli.common import connect, fail, keep_running_without_stdout, run
 from pipeline.cli.shape import OneLineCommand, prepare
 from pipeline.connection import keep_embedded
 from pipeline.errors import ConfigError
@@ -74,6 +74,7 @@ def serve(
     from pipeline.api.state import Api
 
     s = prepare(ctx)
+    keep_running_without_stdout()  # a closed stdout must not fail /process's seat jobs
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
