@@ -15,7 +15,9 @@ entries-added counter as the reader reads it, minus the oldest sample taken in t
 up from a shorter span can be: 22 entries since a sample 50 s old would read 26.4) and,
 while a worker flushes every ``FLUSH_S``, it counts at least the last 50 s of it (the oldest
 sample of the minute is at most two buckets into it). Unknown until the samples reach back a
-whole minute: the count of a part of the minute would read as a low rate.
+whole minute, and unknown when the oldest sample of the minute is more than two buckets into
+it (no worker sampled for a while): the count of a part of the minute would read as a low
+rate.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ BUCKET_S = 5
 WINDOW_BUCKETS = 12
 #: the last minute, by the server's clock, for the produced count
 WINDOW_MS = 60_000
+#: the oldest sample of the window must be this close to its start (two flushes)
+COVERED_MS = int(2 * FLUSH_S * 1000)
 #: buckets kept in the hash (older fields are removed by the flush)
 KEEP_BUCKETS = 24
 #: the hash expires this long after the last flush of any worker of the partition
@@ -164,5 +168,7 @@ def _produced(samples: list[tuple[int, int]], now_ms: int, added_now: int | None
     inside = sorted(s for s in samples if since <= s[0] <= now_ms)
     if not inside or not any(at < since for at, _ in samples):
         return None
+    if inside[0][0] > since + COVERED_MS:
+        return None  # a gap (no worker sampled there for a while): part of a minute only
     end = inside[-1][1] if added_now is None else added_now
     return max(0, end - inside[0][1])  # a counter reset (stream recreated) is no negative rate

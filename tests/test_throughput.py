@@ -153,7 +153,11 @@ def test_reading_counts_only_the_last_minute_of_handled_and_appended_entries() -
 
 
 @pytest.mark.parametrize("samples, added_now, produced", [
-    ({"~added:199985": "999925000:0", "~added:199991": "999955000:0"}, 22, 22),
+    ({"~added:199985": "999925000:0", "~added:199989": "999945000:0"}, 22, 22),
+    # a gap: nothing sampled from 75 s to 45 s ago, so what came meanwhile is not known
+    ({"~added:199985": "999925000:0", "~added:199991": "999955000:0"}, 22, None),
+    # the trial's case: a sample 2 minutes old, then one 6.5 s ago after 11 were added
+    ({"~added:199976": "999880000:0", "~added:199998": "999993500:11"}, 11, None),
     # 10 of them were added more than a minute ago: not counted
     ({"~added:199985": "999925000:0", "~added:199987": "999939000:10",
       "~added:199989": "999945000:10"}, 22, 12),
@@ -175,8 +179,8 @@ def test_the_produced_figure_is_never_more_than_what_was_appended_in_the_last_mi
 async def test_status_counts_what_was_appended_in_the_last_minute_in_its_table_and_json(
         redis: aioredis.Redis, settings: Settings, server: EmbeddedServer, tmp_path: Any
 ) -> None:
-    """The trial's 26.4 for 22 entries: 22 appended since a sample 45 s ago used to be
-    extrapolated to 60 s (22 * 60 / 45 = 29.3 here)."""
+    """The trial's 26.4 for 22 entries: 22 appended since a sample 55 s ago used to be
+    extrapolated to 60 s (22 * 60 / 55 = 24 here)."""
     worker = Worker(agent(Recorder()), redis, settings, companions=[])
     await redis.xgroup_create(KEYS.stream, worker.group, id="0", mkstream=True)
     secs, micros = await redis.time()
@@ -186,7 +190,7 @@ async def test_status_counts_what_was_appended_in_the_last_minute_in_its_table_a
         at = now_ms - ago_ms
         return f"~added:{at // 1000 // throughput.BUCKET_S}", f"{at}:0"
 
-    await redis.hset(KEYS.rate, mapping=dict([sample(75_000), sample(45_000)]))
+    await redis.hset(KEYS.rate, mapping=dict([sample(75_000), sample(55_000)]))
     await produce(redis, range(22))
     await throughput.Flusher(worker).flush()  # the sample of now
 
