@@ -106,3 +106,33 @@ async def test_an_unknown_agent_is_an_error_now(
     with pytest.raises(ConfigError):
         p.ensure()
     assert not p.requested
+
+
+async def test_a_drain_from_the_control_plane_ends_processing_until_the_next_ensure(
+        redis: aioredis.Redis, settings: Settings) -> None:
+    import asyncio
+
+    from pipeline import control
+
+    p = processor(redis, settings)
+    try:
+        p.ensure()
+        await wait_for(lambda: p.running, message="worker running")
+        # the worker's control listener is up once it counts as listening
+        await wait_for(lambda: _listening(redis, agent.name), message="listening")
+        await control.send(redis, "drain", group=agent.name)
+        await wait_for(lambda: not p.requested, timeout=10, message="processing ended")
+        await asyncio.sleep(1.5)  # more than two leases: it did not start again by itself
+        assert not p.running and not p.requested
+        assert p.ensure() is True  # the next /process starts it again
+        await wait_for(lambda: p.running, message="running again")
+        await produce(redis, range(2), job_topic(QUEUE))
+        await wait_for(lambda: _count(redis, "handled", 2), message="handled after restart")
+    finally:
+        await p.close()
+
+
+async def _listening(redis: aioredis.Redis, group: str) -> bool:
+    from pipeline import control
+
+    return (await control.listeners(redis, group) or 0) >= 1

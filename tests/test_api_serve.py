@@ -74,3 +74,16 @@ async def test_a_taken_port_is_a_one_line_error(servers: Servers) -> None:
     out = served.output().strip().splitlines()
     assert out[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: "), out
     assert len([line for line in out if line.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nosuch", "error: --seat-agent: cannot import agent module 'nosuch'"),
+    ("agents.notifications", "error: --seat-agent agents.notifications consumes "
+                             "jobs:push_notification_code_2, not the seat queue"),
+])
+async def test_a_seat_agent_that_cannot_serve_is_refused_at_start(servers: Servers, spec: str,
+                                                                  message: str) -> None:
+    served = servers.start("--port", "0", "--seat-agent", spec)
+    assert served.popen.wait(30) == 2
+    out = served.output().strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(message), out

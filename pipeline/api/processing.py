@@ -87,23 +87,36 @@ class QueueProcessor:
                     thread_local=False, raise_on_release_error=False)
         while not self._closing:
             try:
-                if await lock.acquire():
-                    await self._hold(lock)
+                if await lock.acquire() and await self._hold(lock):
+                    # drained or stopped by the control plane: processing ends here until
+                    # the next /process (a standby taking over would undo the command)
+                    log.info("processor_ended_by_control", queue=self.queue)
+                    return
             except CONNECTION_ERRORS as exc:
                 log.warning("processor_lock_unreachable", queue=self.queue, error=str(exc))
             if not self._closing:
                 # standby (or a worker that stopped): try again within half a lease
                 await asyncio.sleep(self.lease_s / 2)
 
-    async def _hold(self, lock: Lock) -> None:
+    async def _hold(self, lock: Lock) -> bool:
+        """Run the worker while the lease holds. True when the worker ended by itself (a
+        control-plane drain or stop), not because the lease was lost or the app closes."""
+        by_itself = False
+        stopped_here = False
         worker = Worker(load_agent(self.agent_spec), self.redis, self.settings)
+
+        def stop() -> None:
+            nonlocal stopped_here
+            stopped_here = True
+            worker.stop()
+
         self.worker = worker
         log.info("processor_started", queue=self.queue, consumer=worker.consumer)
         run = asyncio.create_task(worker.run())
         try:
             while not run.done():
                 if self._closing:
-                    worker.stop()
+                    stop()
                 await asyncio.wait([run], timeout=self.lease_s / 3)
                 if run.done():
                     break
@@ -112,18 +125,20 @@ class QueueProcessor:
                 except LEASE_ERRORS as exc:
                     # the lease may be gone: another process can take over; stop first
                     log.warning("processor_lease_lost", queue=self.queue, error=str(exc))
-                    worker.stop()
+                    stop()
                     break
             try:
                 await run
+                by_itself = not stopped_here and not self._closing
             except Exception as exc:  # noqa: BLE001 - logged; the loop retries after a pause
                 log.error("processor_worker_crashed", queue=self.queue, error=repr(exc))
         finally:
             if not run.done():
-                worker.stop()
+                stop()
                 with contextlib.suppress(Exception):
                     await run
             self.worker = None
             with contextlib.suppress(*LEASE_ERRORS):
                 await lock.release()
             log.info("processor_stopped", queue=self.queue)
+        return by_itself

@@ -51,6 +51,22 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_seat_agent(spec: str) -> None:
+    """A usage error now (exit 2), not a 500 at the first /process: the agent must load
+    and consume the seat queue."""
+    from pipeline.keys import job_topic
+    from pipeline.registry import load_agent
+    from pipeline.reservations import SEAT_QUEUE
+
+    try:
+        agent = load_agent(spec)
+    except ConfigError as exc:
+        raise fail(f"--seat-agent: {exc}", 2) from None
+    if agent.topic != job_topic(SEAT_QUEUE):
+        raise fail(f"--seat-agent {spec} consumes {agent.topic}, not the seat queue "
+                   f"{job_topic(SEAT_QUEUE)}", 2)
+
+
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")
@@ -74,6 +90,7 @@ def serve(
     from pipeline.api.state import Api
 
     s = prepare(ctx)
+    _check_seat_agent(seat_agent)
     keep_running_without_stdout()  # a closed stdout must not fail /process's seat jobs
 
     class Server(uvicorn.Server):
