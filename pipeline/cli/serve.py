@@ -110,6 +110,7 @@ def serve(
             sock = listen(host, port)
         except ConfigError as exc:
             raise fail(str(exc), 2) from None  # as a taken --metrics-port of a worker
+        bound_port = sock.getsockname()[1]  # now: uvicorn closes the socket when it stops
         endpoint, redis = await connect(s)
         keeper = asyncio.create_task(keep_embedded(endpoint))  # outlive the server's owner
         try:
@@ -134,14 +135,17 @@ def serve(
                 # a KILL_SERVER sent right after the ready line must be heard
                 await asyncio.wait_for(listening.wait(), CONTROL_READY_S)
             task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not task.done():
-                await asyncio.sleep(0.01)
-            if server.started:
-                bound = sock.getsockname()
-                print(READY_LINE.format(host=host, port=bound[1]), flush=True)
             try:
+                while not server.started and not task.done():
+                    await asyncio.sleep(0.01)
+                if server.started and not server.should_exit:
+                    print(READY_LINE.format(host=host, port=bound_port), flush=True)
                 await task
             finally:
+                if not task.done():  # we are failing or cancelled: stop it, boundedly
+                    server.should_exit = True
+                    await asyncio.wait({task}, timeout=GRACEFUL_S + 5)
+                    task.cancel()
                 control.cancel()
                 await asyncio.gather(control, return_exceptions=True)
             return 0 if server.started else 1
