@@ -40,6 +40,28 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+async def _first_line_then_close(proc: subprocess.Popen[str]) -> str:
+    """Read stdout's first line, then close it, as `| head -1` does."""
+    assert proc.stdout is not None
+    first = await asyncio.to_thread(proc.stdout.readline)
+    proc.stdout.close()
+    return first
+
+
+async def _ended(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """Its exit code (killed after 30 s) and all it wrote on stderr."""
+    try:
+        rc = await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stderr.close()
+    return rc, err
+
+
 async def _clients(redis) -> int:
     return len(await redis.client_list())
 
@@ -96,18 +118,9 @@ async def test_a_closed_stdout_ends_status_watch_quietly(redis, server, tmp_path
     proc = _start(["status", "--watch", "--json", "--interval", "0.2"],
                   _env(REDIS_URL=server.url), tmp_path)
     try:
-        assert proc.stdout is not None
-        first = await asyncio.to_thread(proc.stdout.readline)
-        assert first.startswith("[")
-        proc.stdout.close()  # as `| head -1` does
-        rc = await asyncio.to_thread(proc.wait, 30)
+        assert (await _first_line_then_close(proc)).startswith("[")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        proc.stderr.close()
+        rc, err = await _ended(proc)
     assert rc == 0, err
     assert err == "", err
 
@@ -244,23 +257,14 @@ async def test_a_subscriber_whose_stdout_is_closed_exits_0_at_its_next_message(
         redis, server, tmp_path):
     sub = _start(["subscribe", "c"], _env(REDIS_URL=server.url), tmp_path)
     try:
-        assert sub.stdout is not None
-        first = await asyncio.to_thread(sub.stdout.readline)
-        assert first == "Redis client connected to the server\n"
-        sub.stdout.close()  # `| head -1` has its line
+        assert await _first_line_then_close(sub) == "Redis client connected to the server\n"
 
         async def subscribed() -> bool:
             return (await redis.pubsub_numsub("c"))[0][1] >= 1
 
         await wait_for(subscribed, timeout=30)
         await redis.publish("c", "a message nobody reads")
-        rc = await asyncio.to_thread(sub.wait, 30)
     finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.wait()
-        assert sub.stderr is not None
-        err = sub.stderr.read()
-        sub.stderr.close()
+        rc, err = await _ended(sub)
     assert rc == 0, err
     assert err == "", err

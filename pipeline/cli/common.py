@@ -126,7 +126,7 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; library errors become ``error: <reason>`` and exit 1."""
     try:
         return asyncio.run(coro_fn())
-    except BrokenPipeError:
+    except BrokenPipeError:  # here, not only in ``main``: click turns EPIPE into exit 1
         stdout_closed()
         raise typer.Exit(0) from None
     except InvalidName as exc:
