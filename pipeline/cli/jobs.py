@@ -230,7 +230,8 @@ async def _watch(tail: Tail, queue: JobQueue, job: str | None, as_json: bool, bl
             print(event.to_json() if as_json else event_line(event), flush=True)
             # only a --job watch ends (a queue watch that took a final event for its own
             # end would read without blocking, in a loop, until the next event)
-            finished, record_final = job is not None and event.envelope["type"] in FINAL_EVENTS, False
+            finished = job is not None and event.envelope["type"] in FINAL_EVENTS
+            record_final = False
         if batch or job is None:
             continue
         if finished:
